@@ -1,0 +1,113 @@
+"""Typed configs shared by every stage.
+
+Each subsystem defines its own pydantic model next to its code (``WorldConfig`` in
+``encoderlab.data.synthworld``, ``TrainConfig`` in ``encoderlab.train``...). This module holds
+what they share: a strict base model (unknown keys are errors), YAML loading with one-line
+errors that name the offending key path, preset lookup, and the config hash that names cached
+results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from encoderlab.errors import ConfigError
+
+__all__ = [
+    "ConfigError",
+    "StrictModel",
+    "config_hash",
+    "format_validation_error",
+    "list_presets",
+    "load_preset",
+    "load_yaml",
+    "parse_config",
+    "preset_section",
+]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for every config: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+def format_validation_error(err: ValidationError, source: str, prefix: str = "") -> str:
+    """One line naming the first bad key path, e.g. ``study.yaml: pretrain.lr: ...``."""
+    first = err.errors()[0]
+    path = ".".join([prefix] * bool(prefix) + [str(p) for p in first["loc"]]) or "<root>"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    more = f" (and {len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {path}: {msg}{more}"
+
+
+def parse_config(model: type[M], data: Any, source: str = "<config>", prefix: str = "") -> M:
+    """Validate ``data`` as ``model``; raise a one-line ``ConfigError`` on failure.
+
+    ``prefix`` is the key path of ``data`` inside its file, so errors name the full path.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source, prefix)) from None
+
+
+def preset_section(preset: str, section: str, model: type[M]) -> M:
+    """Section ``section`` of a preset (a shipped name or a YAML path), validated as ``model``."""
+    data = load_preset(preset).get(section) or {}
+    return parse_config(model, data, source=preset, prefix=section)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping; a missing file or a syntax error is a one-line ``ConfigError``."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        line = getattr(getattr(err, "problem_mark", None), "line", None)
+        where = f" (line {line + 1})" if line is not None else ""
+        raise ConfigError(f"{path}: invalid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return data
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped with the package (``presets/*.yaml``)."""
+    root = resources.files("encoderlab") / "presets"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def load_preset(name: str) -> dict[str, Any]:
+    """Load a shipped preset by name, or a YAML file by path."""
+    if name.endswith((".yaml", ".yml")) or "/" in name:
+        return load_yaml(name)
+    known = list_presets()
+    if name not in known:
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
+    text = (resources.files("encoderlab") / "presets" / f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def config_hash(obj: Any, length: int = 12) -> str:
+    """Stable short hash of a config (a pydantic model or JSON-able data).
+
+    Keys are sorted so that the hash depends only on values, not on field order.
+    """
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json")
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]

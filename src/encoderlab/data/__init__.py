@@ -1,0 +1,1 @@
+"""Data: the SynthWorld generator, WebDataset shards and their readers."""

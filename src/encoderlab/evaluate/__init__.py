@@ -1,0 +1,1 @@
+"""Control check (classification) and embedding analysis of trained encoders."""

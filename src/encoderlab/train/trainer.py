@@ -1,0 +1,256 @@
+"""One training loop for every objective and every VLM stage.
+
+A *task* is an ``nn.Module`` with the small interface below (pretraining objectives and VLM
+stages both implement it); the trainer owns everything the runs of a study must share: data
+order, optimiser, schedule, precision, clipping, DDP, checkpoint/resume, logging and progress.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+
+from encoderlab.data.reader import EpochSampler, SkipReport
+from encoderlab.errors import DataError, EncoderlabError
+from encoderlab.progress import make_progress
+from encoderlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from encoderlab.train.config import TrainConfig
+from encoderlab.train.distributed import DistInfo, all_reduce_mean
+from encoderlab.train.schedule import cosine_with_warmup
+
+
+class TrainingDiverged(EncoderlabError):
+    """The loss became NaN or inf; the last good checkpoint is kept."""
+
+
+class TrainTask(Protocol):
+    """What the trainer needs from an objective or a VLM stage."""
+
+    def prepare_batch(self, batch: dict[str, Any], step: int) -> dict[str, Any]: ...
+    def forward(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]: ...
+    def param_groups(self, weight_decay: float) -> list[dict[str, Any]]: ...
+    def on_step_start(
+        self, step: int, total_steps: int, optimizer: torch.optim.Optimizer
+    ) -> None: ...
+    def after_backward(self, step: int) -> None: ...
+    def on_step_end(self, step: int, total_steps: int) -> None: ...
+
+
+def build_optimizer(task: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
+    groups = task.param_groups(cfg.weight_decay)
+    for g in groups:
+        g["base_wd"] = g.get("weight_decay", cfg.weight_decay)
+    # fused AdamW runs on CPU and GPU and is several times faster than the per-tensor loop
+    # that torch picks by default on CPU; it is deterministic, so resume stays bitwise exact.
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
+
+
+class Trainer:
+    """Runs ``task`` on ``dataset`` for ``cfg.total_steps`` steps, resumably."""
+
+    def __init__(
+        self,
+        task: nn.Module,
+        dataset: Dataset,
+        collate: Callable[[list], dict[str, Any]],
+        cfg: TrainConfig,
+        run_dir: Path,
+        dist_info: DistInfo | None = None,
+        progress: bool = True,
+        description: str = "train",
+    ) -> None:
+        self.task = task
+        self.dataset = dataset
+        self.collate = collate
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.dist = dist_info or DistInfo()
+        self.progress = progress and self.dist.is_main
+        self.description = description
+        self.skips = SkipReport()
+        if cfg.batch_size % self.dist.world_size:
+            raise EncoderlabError(
+                f"batch_size {cfg.batch_size} is not divisible by world size {self.dist.world_size}"
+            )
+        self.steps_per_epoch = len(dataset) // cfg.batch_size  # type: ignore[arg-type]
+        if self.steps_per_epoch == 0:
+            raise EncoderlabError(
+                f"the data set has {len(dataset)} samples, fewer than one batch of {cfg.batch_size}"  # type: ignore[arg-type]
+            )
+        self.total_steps = cfg.total_steps
+        self.ckpt_root = self.run_dir / "checkpoints"
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+
+    # -- data -----------------------------------------------------------------------------
+    def _loader(self, epoch: int, start: int) -> DataLoader:
+        sampler = EpochSampler(
+            len(self.dataset),  # type: ignore[arg-type]
+            seed=self.cfg.seed,
+            epoch=epoch,
+            rank=self.dist.rank,
+            world_size=self.dist.world_size,
+            start=start,
+        )
+        return DataLoader(
+            self.dataset,
+            batch_size=self.cfg.batch_size // self.dist.world_size,
+            sampler=sampler,
+            num_workers=self.cfg.num_workers,
+            collate_fn=self.collate,
+            persistent_workers=False,
+            # Its own generator: a DataLoader iterator otherwise draws its worker seed from the
+            # global RNG, and a resumed run (which opens one more iterator) would diverge.
+            generator=torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch),
+        )
+
+    def _batches(self, first_step: int):
+        step = first_step
+        while True:
+            epoch, pos = divmod(step, self.steps_per_epoch)
+            for batch in self._loader(epoch, pos * self.cfg.batch_size):
+                # Reader batches carry decode-time skips and whole-batch errors back from the
+                # worker processes; other task-specific batches simply lack these attributes.
+                self.skips.extend(getattr(batch, "skipped", ()))
+                if getattr(batch, "error", None):
+                    raise DataError(batch.error)
+                if len(batch) == 0:
+                    continue
+                yield batch
+                step += 1
+                if step // self.steps_per_epoch != epoch:
+                    break
+
+    # -- loop -----------------------------------------------------------------------------
+    def _autocast(self):
+        if self.cfg.precision == "bf16":
+            return torch.autocast(device_type=self.dist.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _truncate_metrics(self, step: int) -> None:
+        """On resume, forget metrics logged after the checkpoint: those steps are replayed."""
+        if self.dist.is_main and self.metrics_path.exists():
+            rows = self.metrics_path.read_text().splitlines()
+            kept = [r for r in rows if r and json.loads(r)["step"] <= step]
+            self.metrics_path.write_text("".join(r + "\n" for r in kept))
+
+    def _log(self, record: dict[str, Any]) -> None:
+        if self.dist.is_main:
+            with self.metrics_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def fit(self, max_steps: int | None = None) -> dict[str, Any]:
+        """Train to the end (or to ``max_steps``, to simulate an interruption); resume if a
+        checkpoint exists. Returns the last logged metrics. Skipped samples (undecodable
+        images...) are in ``self.skips``."""
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        task = self.task.to(self.dist.device)
+        optimizer = build_optimizer(task, self.cfg)
+        start_step = 0
+        ckpt = latest_checkpoint(self.ckpt_root)
+        if ckpt is not None:
+            start_step = load_checkpoint(ckpt, task, optimizer)["step"]
+            self._truncate_metrics(start_step)
+        elif self.dist.is_main and self.metrics_path.exists():
+            self.metrics_path.unlink()  # a fresh run: stale metrics from a wiped run go
+        model: nn.Module = task
+        if self.dist.distributed:
+            model = DistributedDataParallel(task, broadcast_buffers=False)
+        stop = min(self.total_steps, max_steps) if max_steps is not None else self.total_steps
+        warmup = int(self.cfg.warmup_frac * self.total_steps)
+        last: dict[str, Any] = {}
+        window_t, window_n = time.perf_counter(), 0
+        window_loss, window_steps = torch.zeros(()), 0
+        fields = "loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} samples/s"
+        with make_progress(self.progress, fields) as bar:
+            bar_task = None
+            if bar is not None:
+                bar_task = bar.add_task(
+                    self.description,
+                    total=self.total_steps,
+                    completed=start_step,
+                    loss=math.nan,
+                    rate=0.0,
+                )
+            batches = self._batches(start_step)
+            for step in range(start_step, stop):
+                batch = next(batches)
+                lr = cosine_with_warmup(
+                    step, self.total_steps, self.cfg.lr, warmup, self.cfg.lr * self.cfg.min_lr_ratio
+                )
+                for g in optimizer.param_groups:
+                    g["lr"] = lr * g.get("lr_scale", 1.0)
+                task.on_step_start(step, self.total_steps, optimizer)
+                inputs = task.prepare_batch(batch, step)
+                with self._autocast():
+                    out = model(inputs)
+                loss = out["loss"]
+                if not bool(torch.isfinite(all_reduce_mean(loss.detach().float()))):
+                    good = latest_checkpoint(self.ckpt_root)
+                    where = f"; last good checkpoint: {good}" if good else "; no checkpoint yet"
+                    raise TrainingDiverged(f"loss became {loss.item()} at step {step}{where}")
+                loss.backward()
+                task.after_backward(step)
+                grad_norm = None
+                if self.cfg.grad_clip is not None:
+                    grad_norm = torch.nn.utils.clip_grad_norm_(
+                        task.parameters(), self.cfg.grad_clip
+                    )
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                task.on_step_end(step, self.total_steps)
+                window_n += len(batch) * self.dist.world_size
+                window_loss += loss.detach().float()
+                window_steps += 1
+                done = step + 1
+                if done % self.cfg.log_every == 0 or done == stop:
+                    now = time.perf_counter()
+                    rate = window_n / max(now - window_t, 1e-9)
+                    window_t, window_n = now, 0
+                    last = {
+                        "step": done,
+                        "epoch": step // self.steps_per_epoch,
+                        "lr": lr,
+                        "samples_per_s": rate,
+                        **{k: float(all_reduce_mean(v.detach().float())) for k, v in out.items()},
+                        # the loss is averaged over the logging window, not just its last batch
+                        "loss": float(all_reduce_mean(window_loss / window_steps)),
+                    }
+                    window_loss, window_steps = torch.zeros(()), 0
+                    if grad_norm is not None:
+                        last["grad_norm"] = float(grad_norm)
+                    self._log(last)
+                    if bar is not None:
+                        bar.update(bar_task, completed=done, loss=last["loss"], rate=rate)
+                elif bar is not None:
+                    bar.update(bar_task, completed=done)
+                if done % self.cfg.checkpoint_every == 0 or done == stop:
+                    if self.dist.is_main:
+                        save_checkpoint(
+                            self.ckpt_root,
+                            done,
+                            task,
+                            optimizer,
+                            {"epoch": step // self.steps_per_epoch},
+                            keep=self.cfg.keep_checkpoints,
+                        )
+                    if self.dist.distributed:
+                        torch.distributed.barrier()
+        return last
+
+    @property
+    def finished(self) -> bool:
+        ckpt = latest_checkpoint(self.ckpt_root)
+        return (
+            ckpt is not None
+            and json.loads((ckpt / "state.json").read_text())["step"] >= self.total_steps
+        )
