@@ -16,7 +16,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never break a message line in logs
 
 
 def make_progress(enabled: bool = True, fields: str = "") -> Progress | nullcontext[None]:
