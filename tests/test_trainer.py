@@ -177,8 +177,9 @@ def test_schedules() -> None:
     assert cosine_with_warmup(10, 100, 1.0, 10) == pytest.approx(1.0)
     assert cosine_with_warmup(55, 100, 1.0, 10) == pytest.approx(0.5)
     assert cosine_with_warmup(100, 100, 1.0, 10, final=0.1) == pytest.approx(0.1)
-    assert cosine(0, 11, 0.04, 0.4) == pytest.approx(0.04)
-    assert cosine(10, 11, 0.04, 0.4) == pytest.approx(0.4)
+    assert cosine(0.04, 0.4, 0, 10) == pytest.approx(0.04)
+    assert cosine(0.04, 0.4, 5, 10) == pytest.approx(0.22)
+    assert cosine(0.04, 0.4, 10, 10) == pytest.approx(0.4)
 
 
 def test_sibling_diffs_name_only_what_differs(tmp_path: Path) -> None:

@@ -19,7 +19,8 @@ def cosine_with_warmup(
     return final + 0.5 * (base - final) * (1.0 + math.cos(math.pi * progress))
 
 
-def cosine(step: int, total_steps: int, start: float, end: float) -> float:
-    """Cosine ramp from ``start`` to ``end`` over ``total_steps`` (DINO's momentum, wd)."""
-    progress = min(1.0, step / max(1, total_steps - 1))
+def cosine(start: float, end: float, step: int, total_steps: int) -> float:
+    """DINO's ``cosine_scheduler`` without warm-up: ``start`` at step 0, reaching ``end`` at
+    ``total_steps`` (DINO's teacher momentum and weight-decay schedules)."""
+    progress = min(max(step / max(total_steps, 1), 0.0), 1.0)
     return end + 0.5 * (start - end) * (1.0 + math.cos(math.pi * progress))

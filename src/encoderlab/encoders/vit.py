@@ -1,0 +1,188 @@
+"""The vision encoder every objective trains: a timm ViT with a class token and feature taps.
+
+All objectives wrap the *same* encoder class built from the *same* seed, so any difference
+between the trained encoders comes from the objective alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Literal
+
+import timm
+import torch
+from pydantic import Field, field_validator, model_validator
+from timm.models.vision_transformer import VisionTransformer
+from torch import nn
+
+from encoderlab.config import StrictModel
+from encoderlab.errors import ConfigError
+
+__all__ = [
+    "NAMED_SIZES",
+    "EncoderConfig",
+    "TapKind",
+    "VisionEncoder",
+    "build_encoder",
+    "seeded",
+]
+
+# name -> (embed_dim, depth, num_heads); anything else must be a timm ViT name.
+NAMED_SIZES: dict[str, tuple[int, int, int]] = {
+    "micro": (64, 2, 2),  # tests and smoke runs
+    "tiny": (192, 6, 3),  # the CPU preset (64 px, patch 8: 64 patch tokens + CLS)
+    "small": (384, 12, 6),
+}
+
+TapKind = Literal["cls", "mean", "patch"]
+
+
+def _known_sizes() -> str:
+    return ", ".join(NAMED_SIZES) + ", or a timm ViT name such as vit_base_patch16_224"
+
+
+class EncoderConfig(StrictModel):
+    """Architecture and init of the ViT; identical across the objectives of a study."""
+
+    size: str = Field("tiny", description="micro | tiny | small | a timm ViT name")
+    image_size: int = Field(64, gt=0)
+    patch_size: int = Field(8, gt=0)
+    drop_path: float = Field(0.0, ge=0.0, lt=1.0)
+    seed: int = Field(0, description="init seed: every objective starts from these weights")
+    grad_checkpointing: bool = False
+
+    @field_validator("size")
+    @classmethod
+    def _known_size(cls, size: str) -> str:
+        timm_vit = size.startswith(("vit_", "deit")) and timm.is_model(size)
+        if size not in NAMED_SIZES and not timm_vit:
+            raise ValueError(f"unknown encoder size {size!r}; known: {_known_sizes()}")
+        return size
+
+    @model_validator(mode="after")
+    def _patch_divides(self) -> EncoderConfig:
+        if self.image_size % self.patch_size:
+            raise ValueError(
+                f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
+            )
+        return self
+
+
+@contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Run a block (a module's init, on the CPU) with the CPU RNG seeded to ``seed`` inside a
+    fork: the result depends on ``seed`` only, and the caller's RNG streams are left as they
+    were."""
+    with torch.random.fork_rng(devices=[]):
+        torch.default_generator.manual_seed(seed)
+        yield
+
+
+def _make_vit(cfg: EncoderConfig) -> nn.Module:
+    # dynamic_img_size: DINO's local crops are smaller than the global ones; timm then
+    # interpolates the position embedding (and leaves it untouched at the native size).
+    common = dict(
+        img_size=cfg.image_size,
+        patch_size=cfg.patch_size,
+        num_classes=0,
+        drop_path_rate=cfg.drop_path,
+        dynamic_img_size=True,
+    )
+    if cfg.size in NAMED_SIZES:
+        dim, depth, heads = NAMED_SIZES[cfg.size]
+        return VisionTransformer(
+            embed_dim=dim,
+            depth=depth,
+            num_heads=heads,
+            class_token=True,
+            global_pool="token",
+            **common,
+        )
+    return timm.create_model(cfg.size, pretrained=False, **common)
+
+
+class VisionEncoder(nn.Module):
+    """A timm ``VisionTransformer`` (class token, no head) with the taps the studies need.
+
+    Inputs are float images already normalised with CLIP's mean/std
+    (``encoderlab.data.augment.normalize``).
+    """
+
+    def __init__(self, cfg: EncoderConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        with seeded(cfg.seed):
+            vit = _make_vit(cfg)
+        if not isinstance(vit, VisionTransformer) or vit.cls_token is None:
+            raise ConfigError(f"encoder.size: {cfg.size!r} is not a ViT with a class token")
+        self.vit = vit
+        if cfg.grad_checkpointing:
+            self.set_grad_checkpointing(True)
+
+    @property
+    def embed_dim(self) -> int:
+        return int(self.vit.embed_dim)
+
+    @property
+    def num_patches(self) -> int:
+        """Patch tokens at the native image size (the token count is 1 + this)."""
+        return int(self.vit.patch_embed.num_patches)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.vit.blocks)
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.vit.set_grad_checkpointing(enable)
+
+    def forward_features(self, images: torch.Tensor) -> torch.Tensor:
+        """All tokens after the final norm: ``[B, 1 + N, D]`` (CLS first)."""
+        return self.vit.forward_features(images)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """The CLS embedding after the final norm: ``[B, D]``."""
+        return self.forward_features(images)[:, 0]
+
+    def tap(
+        self,
+        images: torch.Tensor,
+        kind: TapKind = "cls",
+        layer: int = -1,
+        norm: bool | None = None,
+    ) -> torch.Tensor:
+        """Features of one block: ``cls`` ``[B, D]``, ``mean`` of patch tokens ``[B, D]`` or
+        ``patch`` tokens ``[B, N, D]`` (CLS dropped, as LLaVA feeds its projector).
+
+        ``layer`` indexes blocks python-style (-1 last, -2 penultimate). ``norm`` applies the
+        final LayerNorm; by default (None) it is applied to the last block only, so
+        ``tap(x, "cls")`` equals ``forward(x)``, while earlier blocks come out raw, the way
+        LLaVA-1.5 and Prismatic read the penultimate layer.
+        """
+        depth = self.num_layers
+        index = layer + depth if layer < 0 else layer
+        if not 0 <= index < depth:
+            raise ValueError(f"layer {layer} out of range for a {depth}-block encoder")
+        if norm is None:
+            norm = index == depth - 1
+        patches, prefix = self.vit.forward_intermediates(
+            images,
+            indices=[index],
+            return_prefix_tokens=True,
+            norm=norm,
+            stop_early=True,
+            output_fmt="NLC",
+            intermediates_only=True,
+        )[0]
+        if kind == "cls":
+            return prefix[:, 0]
+        if kind == "mean":
+            return patches.mean(dim=1)
+        if kind == "patch":
+            return patches
+        raise ValueError(f"unknown tap kind {kind!r}; known: cls, mean, patch")
+
+
+def build_encoder(cfg: EncoderConfig) -> VisionEncoder:
+    """The encoder for ``cfg``, initialised from ``cfg.seed`` (never pretrained weights)."""
+    return VisionEncoder(cfg)

@@ -1,0 +1,61 @@
+"""DINO's self-distillation loss with a centred, sharpened teacher (DINO v1, ``DINOLoss``).
+
+Kept in its own file, like DINOv2's ``loss/``, so it can be read and tested on its own.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["DinoLoss"]
+
+
+class DinoLoss(nn.Module):
+    """Cross-entropy between teacher and student crop outputs, skipping same-crop pairs.
+
+    ``student_out`` holds ``n_crops`` chunks (global crops first, then local ones) and
+    ``teacher_out`` 2 chunks (the global crops), each chunk one view of the whole local batch.
+    Calling it also moves the centre towards the teacher's batch mean, all-reduced over DDP
+    ranks so every rank keeps the centre a single process would.
+    """
+
+    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
+        super().__init__()
+        self.student_temp = student_temp
+        self.center_momentum = center_momentum
+        self.register_buffer("center", torch.zeros(1, out_dim))
+
+    def forward(
+        self,
+        student_out: torch.Tensor,
+        teacher_out: torch.Tensor,
+        teacher_temp: float,
+        n_crops: int,
+    ) -> torch.Tensor:
+        student = (student_out.float() / self.student_temp).chunk(n_crops)
+        teacher = F.softmax((teacher_out.float() - self.center) / teacher_temp, dim=-1)
+        teacher = teacher.detach().chunk(2)
+        total = student_out.new_zeros((), dtype=torch.float32)
+        n_terms = 0
+        for iq, q in enumerate(teacher):
+            for v, s in enumerate(student):
+                if v == iq:
+                    continue  # never predict a crop from itself
+                total = total + torch.sum(-q * F.log_softmax(s, dim=-1), dim=-1).mean()
+                n_terms += 1
+        self.update_center(teacher_out)
+        return total / n_terms
+
+    @torch.no_grad()
+    def update_center(self, teacher_out: torch.Tensor) -> None:
+        """EMA of the teacher's mean output over the global batch (all ranks)."""
+        batch_center = teacher_out.float().sum(dim=0, keepdim=True)
+        count = len(teacher_out)
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            dist.all_reduce(batch_center)
+            count *= dist.get_world_size()
+        batch_center = batch_center / count
+        self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))

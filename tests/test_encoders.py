@@ -1,0 +1,176 @@
+"""The ViT encoder: init determinism, feature taps, config errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from encoderlab.config import parse_config
+from encoderlab.encoders import EncoderConfig, VisionEncoder, build_encoder
+from encoderlab.errors import ConfigError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest, and avoids OpenMP stalls when the cores are busy."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def micro(seed: int = 0, **kw) -> VisionEncoder:
+    return build_encoder(EncoderConfig(size="micro", image_size=32, patch_size=8, seed=seed, **kw))
+
+
+@pytest.fixture(scope="module")
+def enc() -> VisionEncoder:
+    return micro().eval()
+
+
+@pytest.fixture(scope="module")
+def images() -> torch.Tensor:
+    return torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+
+
+def test_shapes(enc: VisionEncoder, images: torch.Tensor) -> None:
+    assert enc.embed_dim == 64 and enc.num_patches == 16
+    assert enc(images).shape == (3, 64)
+    assert enc.forward_features(images).shape == (3, 17, 64)
+    assert enc.tap(images, "cls").shape == (3, 64)
+    assert enc.tap(images, "mean", layer=-2).shape == (3, 64)
+    assert enc.tap(images, "patch", layer=-2).shape == (3, 16, 64)
+    # DINO's local crops: a smaller input interpolates the position embedding
+    assert enc(images[:, :, :16, :16]).shape == (3, 64)
+
+
+def test_forward_is_cls_of_features(enc: VisionEncoder, images: torch.Tensor) -> None:
+    torch.testing.assert_close(enc(images), enc.forward_features(images)[:, 0], rtol=0, atol=0)
+    torch.testing.assert_close(enc.tap(images, "cls"), enc(images))
+    torch.testing.assert_close(enc.tap(images, "mean"), enc.forward_features(images)[:, 1:].mean(1))
+
+
+def test_penultimate_tap_is_the_penultimate_block(enc: VisionEncoder, images: torch.Tensor):
+    vit = enc.vit
+    with torch.no_grad():
+        x = vit.norm_pre(vit._pos_embed(vit.patch_embed(images)))
+        x = vit.blocks[0](x)  # micro has 2 blocks: block 0 is the penultimate
+        penult = enc.tap(images, "patch", layer=-2)
+        torch.testing.assert_close(penult, x[:, 1:])
+        torch.testing.assert_close(enc.tap(images, "cls", layer=0), x[:, 0])
+        torch.testing.assert_close(
+            enc.tap(images, "patch", layer=-2, norm=True), vit.norm(x)[:, 1:]
+        )
+        last = enc.tap(images, "patch", layer=-1)
+    assert not torch.allclose(penult, last, atol=1e-3)
+    with pytest.raises(ValueError, match="out of range"):
+        enc.tap(images, "cls", layer=2)
+
+
+def test_same_seed_same_weights_and_global_rng_untouched() -> None:
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a = micro(seed=7)
+    assert torch.equal(torch.rand(3), expected_next)  # building did not consume the global RNG
+    b, c = micro(seed=7), micro(seed=8)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert sa.keys() == sb.keys()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert not torch.equal(sa["vit.blocks.0.attn.qkv.weight"], sc["vit.blocks.0.attn.qkv.weight"])
+
+
+def test_grad_checkpointing_gives_same_gradients(images: torch.Tensor) -> None:
+    grads = []
+    for ckpt in (False, True):
+        e = micro(grad_checkpointing=ckpt)
+        e(images).square().sum().backward()
+        grads.append(e.vit.blocks[0].attn.qkv.weight.grad)
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_timm_name_size() -> None:
+    e = build_encoder(EncoderConfig(size="vit_tiny_patch16_224", image_size=32, patch_size=16))
+    assert e.embed_dim == 192 and e.num_patches == 4
+    assert e(torch.zeros(1, 3, 32, 32)).shape == (1, 192)
+
+
+@pytest.mark.parametrize("size", ["huge", "resnet18"])
+def test_unknown_size_is_a_one_line_config_error(size: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(EncoderConfig, {"size": size}, "study.yaml")
+    msg = str(err.value)
+    assert "\n" not in msg and "study.yaml: size" in msg and size in msg
+    assert "micro, tiny, small" in msg
+
+
+def test_patch_must_divide_image() -> None:
+    with pytest.raises(ConfigError, match="not a multiple of patch_size"):
+        parse_config(EncoderConfig, {"image_size": 60, "patch_size": 8})
+
+
+# -- text towers -----------------------------------------------------------------------------
+
+
+def test_clip_text_tower_tokenises_to_fixed_length() -> None:
+    from encoderlab.encoders import ClipTextTower, TextConfig
+
+    tower = ClipTextTower(TextConfig(width=32, layers=1, heads=2, context_length=12), 16)
+    tokens = tower.tokenize(["a red square", "word " * 40])
+    ids = tokens["input_ids"]
+    assert ids.shape == (2, 12) and ids.dtype == torch.long
+    assert ids[0, 0] == tower.tokenizer.sot_token_id and ids[1, -1] == tower.tokenizer.eot_token_id
+    assert tower(tokens).shape == (2, 16)
+
+
+@pytest.fixture(scope="module")
+def pretrained_objective():
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from encoderlab.objectives import ObjectiveConfig, build_objective
+
+    cfg = ObjectiveConfig(clip_pretrained_text={"embed_dim": 32})
+    return build_objective("clip-pretrained-text", micro(), cfg)
+
+
+def test_pretrained_text_loads_minilm_offline_and_is_frozen(pretrained_objective) -> None:
+    from encoderlab.encoders import default_minilm_path
+
+    obj = pretrained_objective
+    tower = obj.text
+    assert tower.path == default_minilm_path() and (tower.path / "config.json").is_file()
+    assert all(not p.requires_grad for p in tower.model.parameters())
+    assert tower.proj.weight.requires_grad
+    trainable = {id(p) for g in obj.param_groups(0.1) for p in g["params"]}
+    assert id(tower.proj.weight) in trainable
+    assert not any(id(p) in trainable for p in tower.model.parameters())
+
+    images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    texts = ["a red square", "a red box", "the stock market fell sharply", "two blue circles"]
+    obj.train()
+    assert not tower.model.training  # a frozen encoder never runs dropout
+    batch = obj.prepare(images, texts, torch.arange(4), step=0)
+    assert batch["text_attention_mask"].shape == (4, 32)
+    obj(batch)["loss"].backward()
+    assert tower.proj.weight.grad is not None and tower.proj.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in tower.model.parameters())
+
+    # the pretrained weights are really there: paraphrases are closer than unrelated captions
+    pooled = F.normalize(tower._pooled(tower.tokenize(texts)), dim=-1)
+    assert pooled[0] @ pooled[1] > pooled[0] @ pooled[2] + 0.2
+    emb = obj.embed_text(texts)
+    assert emb.shape == (4, 32)
+    torch.testing.assert_close(emb, obj.embed_text(texts))  # deterministic (no dropout)
+
+
+def test_pretrained_text_missing_path_is_a_config_error(tmp_path) -> None:
+    from encoderlab.encoders import PretrainedTextConfig, PretrainedTextTower
+
+    missing = tmp_path / "no-such-model"
+    with pytest.raises(ConfigError, match=str(missing)) as err:
+        PretrainedTextTower(PretrainedTextConfig(path=str(missing)), 16)
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="not a Hugging Face text model"):
+        PretrainedTextTower(PretrainedTextConfig(path=str(tmp_path)), 16)
