@@ -53,3 +53,23 @@ def pretrain_cmd(
     )
     if summary["skipped"]:
         console.print(summary["skipped_summary"])
+
+
+@app.command("probe")
+def probe_cmd(
+    runs: list[Path] = typer.Argument(..., help="finished pretraining run directories"),
+    data: Path = typer.Option(..., help="data-set root with train/ and test/ splits"),
+    out: Path = typer.Option(Path("control"), help="where control.json / control.md go"),
+    preset: str = typer.Option("tiny", help="preset whose `control` section to use"),
+) -> None:
+    """The control check: kNN, linear probe and zero-shot category accuracy per encoder."""
+    from encoderlab.evaluate.control import ControlConfig, control_check
+
+    for split in ("train", "test"):
+        if not (data / split).is_dir():
+            raise DataError(f"{data}: no {split}/ split (pass a data-set root)")
+    cfg = preset_section(preset, "control", ControlConfig)
+    summary = control_check(runs, data / "train", data / "test", cfg, out)
+    console.print((out / "control.md").read_text(), highlight=False)
+    if summary.get("matched") is False:
+        console.print("[yellow]warning:[/] CLIP and DINO are not matched on the control check")

@@ -22,10 +22,10 @@ from typing import Any, Literal
 import webdataset as wds
 from PIL import Image
 from pydantic import ValidationError
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from encoderlab.config import StrictModel, config_hash, format_validation_error
 from encoderlab.errors import DataError
+from encoderlab.progress import make_progress
 
 __all__ = [
     "FORMAT_VERSION",
@@ -196,25 +196,21 @@ def write_split(
         for shard, start in enumerate(range(0, num_samples, shard_size))
     ]
     results: dict[int, tuple[int, int]] = {}
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, disable=not progress) as bar:
-        task_id = bar.add_task(f"writing {split}", total=num_samples)
+    with make_progress(progress) as bar:
+        task_id = bar.add_task(f"writing {split}", total=num_samples) if bar is not None else None
         try:
             if workers <= 1 or len(tasks) <= 1:
                 done = map(_write_shard, tasks)
                 for shard, count, size in done:
                     results[shard] = (count, size)
-                    bar.advance(task_id, count)
+                    if bar is not None:
+                        bar.advance(task_id, count)
             else:
                 with _pool_context().Pool(min(workers, len(tasks))) as pool:
                     for shard, count, size in pool.imap_unordered(_write_shard, tasks):
                         results[shard] = (count, size)
-                        bar.advance(task_id, count)
+                        if bar is not None:
+                            bar.advance(task_id, count)
         except BaseException:
             # The pool kills busy workers before they can remove their .tmp files.
             for task in tasks:

@@ -25,9 +25,13 @@ class TrainConfig(StrictModel):
     betas: tuple[float, float] = (0.9, 0.98)
     eps: float = 1e-6
     grad_clip: float | None = Field(3.0, gt=0)
-    precision: Literal["bf16", "fp32"] = "bf16"
+    precision: Literal["auto", "bf16", "fp32"] = Field(
+        "auto", description="auto: bf16 where the hardware has it natively, else fp32"
+    )
     seed: int = 0
-    num_workers: int = Field(1, ge=0)
+    num_workers: int = Field(
+        0, ge=0, description="loader processes; 0 on small CPUs (workers contend with compute)"
+    )
     log_every: int = Field(10, gt=0)
     checkpoint_every: int = Field(200, gt=0, description="steps between checkpoints")
     keep_checkpoints: int = Field(2, gt=0)

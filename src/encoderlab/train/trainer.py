@@ -7,7 +7,6 @@ order, optimiser, schedule, precision, clipping, DDP, checkpoint/resume, logging
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -22,6 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from encoderlab.data.reader import EpochSampler, SkipReport
 from encoderlab.errors import DataError, EncoderlabError
+from encoderlab.precision import autocast
 from encoderlab.progress import make_progress
 from encoderlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from encoderlab.train.config import TrainConfig
@@ -132,9 +132,7 @@ class Trainer:
 
     # -- loop -----------------------------------------------------------------------------
     def _autocast(self):
-        if self.cfg.precision == "bf16":
-            return torch.autocast(device_type=self.dist.device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.cfg.precision, self.dist.device)
 
     def _truncate_metrics(self, step: int) -> None:
         """On resume, forget metrics logged after the checkpoint: those steps are replayed."""

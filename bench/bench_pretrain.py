@@ -1,0 +1,146 @@
+"""Pretraining throughput of every objective at the tiny preset, beside OpenCLIP's own trainer.
+
+    .venv/bin/python bench/bench_pretrain.py [--steps 25] [--data runs/tiny/data/shards]
+
+Runs, one after the other on the same machine: a bf16 matmul to measure the machine's peak;
+our trainer (real shards, real data loading) for each objective; OpenCLIP's trainer
+(`python -m open_clip_train.main --dataset-type synthetic`) on the identical CLIP model config
+(ViT dim 192 / depth 6 / patch 8 at 64 px, text width 192 / 4 layers / context 32, embed 256,
+batch 128, amp_bf16, no loader workers). Prints pairs/s, the ratio to OpenCLIP and the FLOP
+utilisation (model FLOPs per sample, counted with torch's FlopCounterMode, times samples/s,
+over the measured bf16 matmul rate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from encoderlab.config import load_preset
+from encoderlab.data.reader import SampleDataset, collate, index_source
+from encoderlab.encoders.vit import EncoderConfig, build_encoder
+from encoderlab.objectives import ObjectiveConfig, build_objective
+from encoderlab.train.config import TrainConfig
+from encoderlab.train.pretrain import PretrainConfig, pretrain
+
+OBJECTIVES = ("clip", "siglip", "clip-pretrained-text", "dino")
+OPENCLIP_CONFIG = {
+    "embed_dim": 256,
+    "vision_cfg": {"image_size": 64, "layers": 6, "width": 192, "head_width": 64, "patch_size": 8},
+    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 192, "heads": 3, "layers": 4},
+}
+OPENCLIP_RUNNER = """
+import sys, open_clip
+open_clip.add_model_config(sys.argv[1])
+from open_clip_train.main import main
+main(sys.argv[2:])
+"""
+
+
+def matmul_peak(seconds: float = 3.0, n: int = 1024) -> float:
+    """bf16 matmul GFLOP/s on this machine (all threads torch uses)."""
+    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def flops_per_sample(objective: str, preset: dict, data: Path, batch: int) -> float:
+    """Training FLOPs (forward + backward) per sample of one step, counted by torch."""
+    refs, _ = index_source(data)
+    ds = SampleDataset(refs[:batch], image_size=preset["encoder"]["image_size"])
+    sample = collate([ds[i] for i in range(batch)])
+    task = build_objective(
+        objective,
+        build_encoder(EncoderConfig(**preset["encoder"])),
+        ObjectiveConfig(**preset["objective"]),
+    )
+    inputs = task.prepare_batch(sample, 0)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.autocast("cpu", dtype=torch.bfloat16):
+        task(inputs)["loss"].backward()
+    return counter.get_total_flops() / batch
+
+
+def ours(objective: str, preset: dict, data: Path, steps: int, out: Path) -> float:
+    """Samples/s of our trainer after the first logging window (warm-up) is dropped."""
+    train = {**preset["pretrain"], "samples": 128 * steps, "batch_size": 128, "log_every": 5}
+    train.update(checkpoint_every=10**6, num_workers=0)
+    cfg = PretrainConfig(
+        encoder=EncoderConfig(**preset["encoder"]),
+        objective=ObjectiveConfig(**preset["objective"]),
+        train=TrainConfig(**train),
+    )
+    pretrain(objective, cfg, data, out / objective, progress=False)
+    rows = [json.loads(r) for r in (out / objective / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["samples_per_s"] for r in rows[1:]]
+    return sum(rates) / len(rates)
+
+
+def openclip(steps: int, out: Path) -> float:
+    """Samples/s that OpenCLIP's trainer logs (mean over its log lines after the first)."""
+    cfg = out / "encoderlab-tiny.json"
+    cfg.write_text(json.dumps(OPENCLIP_CONFIG))
+    runner = out / "run_openclip.py"
+    runner.write_text(OPENCLIP_RUNNER)
+    args = [
+        "--dataset-type", "synthetic", "--train-num-samples", str(128 * steps), "--batch-size", "128",
+        "--epochs", "1", "--model", "encoderlab-tiny", "--precision", "amp_bf16", "--workers", "0",
+        "--lr", "5e-4", "--wd", "0.05", "--beta2", "0.98", "--eps", "1e-6", "--warmup", "2",
+        "--grad-clip-norm", "3.0", "--local-loss", "--gather-with-grad", "--log-every-n-steps", "5",
+        "--report-to", "", "--save-frequency", "0", "--logs", str(out / "logs"), "--name", "bench",
+        "--seed", "0",
+    ]  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(runner), str(cfg), *args], capture_output=True, text=True, timeout=3600
+    )
+    log = proc.stdout + proc.stderr
+    rates = [float(x) for x in re.findall(r"Batch \(t\): [\d.]+, ([\d.]+)/s", log)]
+    if proc.returncode != 0 or len(rates) < 2:
+        raise RuntimeError(f"OpenCLIP run failed:\n{log[-3000:]}")
+    return sum(rates[1:]) / len(rates[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--data", type=Path, default=Path("runs/tiny/data/shards/train"))
+    parser.add_argument("--objectives", default=",".join(OBJECTIVES))
+    args = parser.parse_args()
+    preset = load_preset("tiny")
+    peak = matmul_peak()
+    print(f"bf16 matmul peak: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp)
+        oc = openclip(args.steps, out)
+        oc_flops = flops_per_sample("clip", preset, args.data, 128)
+        rows.append(("OpenCLIP trainer (clip)", oc, oc_flops))
+        for name in args.objectives.split(","):
+            rate = ours(name, preset, args.data, args.steps, out)
+            rows.append(
+                (f"encoderlab {name}", rate, flops_per_sample(name, preset, args.data, 128))
+            )
+    print(
+        f"\n{'trainer':34} {'samples/s':>10} {'vs OpenCLIP':>12} {'GFLOP/sample':>13} {'util':>6}"
+    )
+    for name, rate, flops in rows:
+        util = rate * flops / 1e9 / peak
+        print(f"{name:34} {rate:10.1f} {rate / oc:11.2f}x {flops / 1e9:13.2f} {100 * util:5.1f}%")
+
+
+if __name__ == "__main__":
+    main()

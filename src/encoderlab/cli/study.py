@@ -1,0 +1,43 @@
+"""``encoderlab study ...``: the whole controlled study from one config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from encoderlab.cli import app
+from encoderlab.progress import console
+
+study_app = typer.Typer(help="Run a whole controlled study from one config.", no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+def _study(preset: str, out: Path | None, progress: bool = True):
+    from encoderlab.study.config import load_study
+    from encoderlab.study.pipeline import Study
+
+    cfg = load_study(preset)
+    return Study(cfg, out or Path("runs") / Path(preset).stem, progress=progress)
+
+
+@study_app.command("run")
+def run(
+    preset: str = typer.Option("tiny", help="preset name or study YAML path"),
+    out: Path = typer.Option(None, help="study directory (default runs/PRESET)"),
+) -> None:
+    """Run every stage that is not already done (cached by config hash; resumes)."""
+    _study(preset, out).run()
+
+
+@study_app.command("plan")
+def plan(
+    preset: str = typer.Option("tiny", help="preset name or study YAML path"),
+    out: Path = typer.Option(None, help="study directory (default runs/PRESET)"),
+) -> None:
+    """Show each stage and whether a run would skip, resume or (re)run it."""
+    table = Table("stage", "status", "hash", "directory")
+    for stage, state in _study(preset, out).plan():
+        table.add_row(stage.name, state, stage.key.hash, str(stage.directory))
+    console.print(table)

@@ -1,0 +1,91 @@
+"""The stages of a study: what each one hashes, where it writes, what it runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from encoderlab.study.config import StudyConfig
+from encoderlab.study.pipeline import Stage
+
+
+def data_root(cfg: StudyConfig, out: Path) -> Path:
+    return Path(cfg.data_path) if cfg.data_path is not None else out / "data"
+
+
+def data_stage(cfg: StudyConfig, out: Path) -> Stage:
+    from encoderlab.data.synth import dataset_config, synthesize
+
+    def run(stage: Stage) -> dict[str, Any]:
+        if cfg.data_path is not None:
+            from encoderlab.data.reader import index_source
+
+            for split in ("train", "test"):
+                index_source(Path(cfg.data_path) / split)  # fails early, one line, if unreadable
+            return {"source": str(cfg.data_path)}
+        synthesize(cfg.world, cfg.data, stage.directory / "shards", progress=True)
+        return {"source": "synthworld"}
+
+    config = {"path": str(cfg.data_path)} if cfg.data_path else dataset_config(cfg.world, cfg.data)
+    stage = Stage("data", out / "data", config, run)
+    return stage
+
+
+def split_dir(cfg: StudyConfig, out: Path, split: str) -> Path:
+    """Where a split's shards are: real data as given, SynthWorld under the data stage."""
+    if cfg.data_path is not None:
+        return Path(cfg.data_path) / split
+    return out / "data" / "shards" / split
+
+
+def preview_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
+    def run(stage: Stage) -> dict[str, Any]:
+        from PIL import Image
+
+        from encoderlab.data.preview import preview_grid
+        from encoderlab.data.reader import SampleDataset, index_source
+
+        refs, _ = index_source(split_dir(cfg, out, "train"), require_text=False)
+        dataset = SampleDataset(refs[:32])
+        samples = []
+        for i in range(len(dataset)):
+            item = dataset[i]
+            if "skip" not in item:
+                image = Image.fromarray(item["image"].permute(1, 2, 0).numpy())
+                samples.append({"image": image, "text": item["text"]})
+        path = preview_grid(samples, stage.directory / "preview.png")
+        return {"path": str(path)}
+
+    return Stage("preview", out / "preview", {"n": 32}, run, [data])
+
+
+def pretrain_stage(cfg: StudyConfig, out: Path, data: Stage, objective: str) -> Stage:
+    from encoderlab.train.pretrain import PretrainConfig, pretrain
+
+    pcfg = PretrainConfig(encoder=cfg.encoder, objective=cfg.objective, train=cfg.pretrain)
+
+    def run(stage: Stage) -> dict[str, Any]:
+        summary = pretrain(objective, pcfg, split_dir(cfg, out, "train"), stage.directory)
+        return {k: summary[k] for k in ("steps", "seconds", "final", "skipped")}
+
+    config = {"objective": objective, **pcfg.model_dump(mode="json")}
+    return Stage(f"pretrain/{objective}", out / "pretrain" / objective, config, run, [data])
+
+
+def control_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stage]) -> Stage:
+    def run(stage: Stage) -> dict[str, Any]:
+        from encoderlab.evaluate.control import control_check
+
+        runs = [p.directory for p in pretrain]
+        result = control_check(
+            runs,
+            split_dir(cfg, out, "train"),
+            split_dir(cfg, out, "test"),
+            cfg.control,
+            stage.directory,
+        )
+        return {"matched": result.get("matched")}
+
+    return Stage(
+        "control", out / "control", cfg.control.model_dump(mode="json"), run, [data, *pretrain]
+    )

@@ -1,0 +1,1 @@
+"""The multiple-choice VQA suite: question generators, benchmarks, loaders, metrics, harness."""

@@ -1,0 +1,88 @@
+"""The study pipeline on the smoke preset: it runs, caches, reruns only what changed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from encoderlab.config import load_preset
+from encoderlab.errors import ConfigError
+from encoderlab.study.config import load_study
+from encoderlab.study.pipeline import Study
+
+
+@pytest.fixture(scope="module")
+def smoke_study(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("study")
+    found = Study(load_study("smoke"), out, progress=False).run()
+    return out, found
+
+
+def test_smoke_study_runs_every_stage(smoke_study: tuple[Path, dict]) -> None:
+    out, found = smoke_study
+    assert set(found.values()) == {"new"}
+    assert (out / "preview" / "preview.png").is_file()
+    for name in ("clip", "siglip", "clip-pretrained-text", "dino"):
+        assert (out / "pretrain" / name / "run.json").is_file()
+    assert (out / "control" / "control.md").is_file()
+
+
+def test_rerun_trains_nothing_and_a_changed_knob_reruns_only_downstream(
+    smoke_study: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, _ = smoke_study
+    again = Study(load_study("smoke"), out, progress=False)
+    assert {s.name: state for s, state in again.plan()} == {s.name: "done" for s in again.stages}
+    preset = load_preset("smoke")
+    preset.setdefault("control", {})["epochs"] = 3
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    changed = {
+        s.name: state for s, state in Study(load_study(str(path)), out, progress=False).plan()
+    }
+    assert changed.pop("control") == "stale"
+    assert set(changed.values()) == {"done"}
+
+
+def test_interrupted_stage_is_never_taken_as_done(tmp_path: Path) -> None:
+    study = Study(load_study("smoke"), tmp_path, progress=False)
+    data = study.stages[0]
+    from encoderlab.study import cache
+
+    cache.begin(data.directory, data.key)  # started, never finished
+    assert cache.status(data.directory, data.key) == "resume"
+    (data.directory / "junk").write_text("half")
+    other = cache.StageKey("data", {"other": 1}, {})
+    assert cache.begin(data.directory, other) == "stale"
+    assert not (data.directory / "junk").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda p: p["pretrain"].update(lrr=1), "pretrain.lrr: unknown key"),
+        (lambda p: p["encoder"].update(patch_size="big"), "encoder.patch_size"),
+        (
+            lambda p: p.update(objectives=["clip", "mae"]),
+            "objectives: Value error, unknown objective 'mae'",
+        ),
+        (lambda p: p.update(colour=1), "colour: unknown key"),
+    ],
+)
+def test_bad_study_yaml_is_one_line_with_the_key_path(edit, needle: str, tmp_path: Path) -> None:
+    preset = load_preset("smoke")
+    edit(preset)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    with pytest.raises(ConfigError, match=needle.replace("(", r"\(")) as err:
+        load_study(str(path))
+    assert "\n" not in str(err.value)
+    proc = subprocess.run(
+        [sys.executable, "-m", "encoderlab", "study", "plan", "--preset", str(path)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1

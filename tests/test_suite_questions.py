@@ -1,0 +1,148 @@
+"""Question generators: answers agree with the metadata, options are well-formed, formats match."""
+
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+import pytest
+
+from encoderlab.data.synthworld import WorldConfig, generate_sample
+from encoderlab.suite.questions import (
+    LETTERS,
+    MC_SUFFIX,
+    QUESTION_TYPES,
+    SHORT_SUFFIX,
+    generate,
+    training_conversation,
+)
+
+SCENE = {
+    "kind": "objects",
+    "image_size": 64,
+    "background": {"style": "grid", "seed": 1},
+    "num_objects": 3,
+    "objects": [
+        {"category": "cat", "superclass": "animal", "colour": "red", "texture": "solid",
+         "style": "flat", "size": "large", "bbox": [2, 30, 30, 60]},
+        {"category": "key", "superclass": "object", "colour": "blue", "texture": "stripes",
+         "style": "flat", "size": "small", "bbox": [44, 34, 60, 50]},
+        {"category": "apple", "superclass": "food", "colour": "red", "texture": "dots",
+         "style": "flat", "size": "medium", "bbox": [32, 0, 50, 18]},
+    ],
+    "text": {"content": "$12.50", "kind": "price", "bbox": [0, 0, 20, 10]},
+}  # fmt: skip
+TABLE = {
+    "kind": "table",
+    "title": "pets",
+    "header": ["pet", "age"],
+    "rows": [["cat", "3"], ["dog", "12"], ["owl", "7"]],
+}
+BAR = {
+    "kind": "bar",
+    "title": "pets",
+    "items": [{"label": "cat", "value": 40}, {"label": "dog", "value": 75},
+              {"label": "owl", "value": 12}],
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def metas() -> list[dict]:
+    cfg = WorldConfig(doc_share=0.5)
+    return [generate_sample(cfg, "test-questions", i)["meta"] for i in range(300)]
+
+
+def _many(qtype: str, meta: dict, n: int = 40) -> list:
+    rng = np.random.default_rng(0)
+    return [q for q in (generate(qtype, meta, rng) for _ in range(n)) if q is not None]
+
+
+def test_hand_worked_answers() -> None:
+    by_type = {t: _many(t, SCENE) for t in QUESTION_TYPES}
+    for q in by_type["colour"]:
+        cat = q.question.split("the ")[1].rstrip("?")
+        assert q.answer == {"cat": "red", "key": "blue", "apple": "red"}[cat]
+    for q in by_type["count"]:
+        truth = {"red objects": "2", "blue objects": "1", "objects": "3", "cats": "1", "keys": "1", "apples": "1",
+                 "dotted objects": "1", "striped objects": "1", "plain objects": "1"}  # fmt: skip
+        phrase = q.question.removeprefix("How many ").removesuffix(" are there in the image?")
+        assert q.answer == truth.get(phrase, "0"), q.question
+    for q in by_type["spatial"]:  # apple is above the key; cat and key side by side
+        pair = q.question.removeprefix("Where is the ").removesuffix("?").split(" relative to the ")
+        expected = {("apple", "key"): "above", ("key", "apple"): "below",
+                    ("cat", "key"): "left", ("key", "cat"): "right"}  # fmt: skip
+        assert q.answer == expected[tuple(pair)]
+    for q in by_type["size"]:
+        assert q.answer == ("cat" if "largest" in q.question else "key")
+    assert {q.answer for q in by_type["odd_one_out"]} == {"key"}  # the one non-red object
+    for q in by_type["superclass"]:
+        assert "blue" in q.question and q.answer == "everyday object"  # red is not unique
+    read = by_type["read_number"]
+    assert read and all(q.answer == "$12.50" for q in read)
+    for q in read:  # symmetric 2x2 digit design: every option is a well-formed price
+        assert all(o.startswith("$") and len(o) == 6 for o in q.options)
+    assert not by_type["read_word"] and not by_type["table"]  # not applicable
+    table = _many("table", TABLE)
+    for q in table:
+        key = q.question.split(" of ")[1].rstrip("?")
+        assert q.answer == {"cat": "3", "dog": "12", "owl": "7"}[key]
+    for q in _many("chart_argmax", BAR):
+        assert q.answer == ("dog" if "highest" in q.question else "owl")
+    for q in _many("chart_value", BAR):
+        label = q.question.split("value of ")[1].split(" in")[0]
+        assert q.answer == {"cat": "40", "dog": "75", "owl": "12"}[label]
+
+
+def test_options_well_formed_and_letters_uniform(metas: list[dict]) -> None:
+    rng = np.random.default_rng(1)
+    letters: collections.Counter = collections.Counter()
+    produced: collections.Counter = collections.Counter()
+    for meta in metas:
+        for qtype in QUESTION_TYPES:
+            q = generate(qtype, meta, rng)
+            if q is None:
+                continue
+            produced[qtype] += 1
+            assert len(q.options) == 4 and len(set(q.options)) == 4, q
+            assert q.options[q.answer_index] == q.answer
+            letters[q.letter] += 1
+    assert set(produced) == set(QUESTION_TYPES)  # every type applies to some world sample
+    total = sum(letters.values())  # ~1,600 questions: one standard error is ~1.1 points
+    for letter in LETTERS:
+        assert abs(letters[letter] / total - 0.25) < 0.045, letters
+
+
+def test_caption_options_are_a_symmetric_2x2_design(metas: list[dict]) -> None:
+    rng = np.random.default_rng(2)
+    for meta in metas[:100]:
+        q = generate("caption", meta, rng)
+        if q is None:
+            continue
+        # each option shares its first or its last word-group with exactly two others
+        heads = collections.Counter(o.split(" ")[1] for o in q.options)
+        assert sorted(heads.values()) == [2, 2], q.options
+
+
+def test_deterministic(metas: list[dict]) -> None:
+    a = [training_conversation(m, np.random.default_rng(7), 4) for m in metas[:50]]
+    b = [training_conversation(m, np.random.default_rng(7), 4) for m in metas[:50]]
+    assert a == b
+
+
+def test_training_conversation_formats(metas: list[dict]) -> None:
+    rng = np.random.default_rng(3)
+    n_mc = n_short = 0
+    for meta in metas[:100]:
+        turns = training_conversation(meta, rng, 4)
+        assert 1 <= len(turns) <= 4
+        assert len({u for u, _ in turns}) == len(turns)
+        for user, answer in turns:
+            if user.endswith(MC_SUFFIX):
+                n_mc += 1
+                lines = user.removesuffix(MC_SUFFIX).split("\n")
+                assert [ln[:3] for ln in lines[-4:]] == ["A. ", "B. ", "C. ", "D. "]
+                assert answer in LETTERS
+            else:
+                n_short += 1
+                assert user.endswith(SHORT_SUFFIX) and answer and answer not in LETTERS
+    assert n_mc > 80 and n_short > 80
