@@ -17,16 +17,6 @@ from encoderlab.data.augment import (
     sample_uniforms,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and avoids OpenMP stalls when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 DINO_LIKE = [
     ViewSpec(32, (0.4, 1.0), flip_p=0.5, jitter_p=0.8, grayscale_p=0.2, blur_p=1.0),
     ViewSpec(32, (0.4, 1.0), flip_p=0.5, jitter_p=0.8, grayscale_p=0.2, blur_p=0.1, solarize_p=0.2),

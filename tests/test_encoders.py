@@ -11,15 +11,6 @@ from encoderlab.encoders import EncoderConfig, VisionEncoder, build_encoder
 from encoderlab.errors import ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and avoids OpenMP stalls when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def micro(seed: int = 0, **kw) -> VisionEncoder:
     return build_encoder(EncoderConfig(size="micro", image_size=32, patch_size=8, seed=seed, **kw))
 

@@ -18,16 +18,6 @@ from encoderlab.errors import ConfigError
 from encoderlab.objectives import Objective, ObjectiveConfig, build_objective
 from encoderlab.objectives.dino_loss import DinoLoss
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread is fastest, and avoids OpenMP stalls when the cores are busy."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 CFG = ObjectiveConfig(
     clip={"embed_dim": 32, "text": {"width": 32, "layers": 1, "heads": 2, "context_length": 16}},
     siglip={"embed_dim": 32, "text": {"width": 32, "layers": 1, "heads": 2, "context_length": 16}},
