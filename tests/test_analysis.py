@@ -30,7 +30,7 @@ from encoderlab.train.checkpoint import save_weights, write_json
 
 WORLD = WorldConfig(image_size=32, seed=3)
 FACTORS = ["text", "colour", "category", "background"]
-FAST_PROBES = ProbeConfig(lrs=(1e-2,), weight_decays=(0.0,), epochs=40)
+FAST_PROBES = ProbeConfig(weight_decays=(0.0,), max_iter=50)
 
 
 def _to_uint8(x: torch.Tensor) -> torch.Tensor:

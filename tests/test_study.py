@@ -38,7 +38,7 @@ def test_rerun_trains_nothing_and_a_changed_knob_reruns_only_downstream(
     again = Study(load_study("smoke"), out, progress=False)
     assert {s.name: state for s, state in again.plan()} == {s.name: "done" for s in again.stages}
     preset = load_preset("smoke")
-    preset.setdefault("control", {})["epochs"] = 3
+    preset.setdefault("control", {})["max_iter"] = 7
     path = tmp_path / "changed.yaml"
     path.write_text(yaml.safe_dump(preset))
     changed = {

@@ -21,6 +21,7 @@ from encoderlab.data.augment import normalize
 from encoderlab.evaluate.classify import knn_accuracy, linear_probe, zero_shot_accuracy
 from encoderlab.evaluate.embeddings import embed
 from encoderlab.evaluate.imagesets import load_labelled
+from encoderlab.evaluate.stats import paired_difference
 from encoderlab.progress import make_progress
 from encoderlab.train.checkpoint import write_json
 from encoderlab.train.pretrain import load_encoder, load_objective, run_objective
@@ -34,7 +35,7 @@ class ControlConfig(StrictModel):
     train_samples: int = Field(10_000, gt=0, description="training images used to fit probes")
     knn_k: int = Field(20, gt=0)
     knn_temperature: float = Field(0.07, gt=0)
-    epochs: int = Field(30, gt=0, description="linear-probe epochs per sweep point")
+    max_iter: int = Field(100, gt=0, description="L-BFGS iterations of each linear probe")
     max_gap: float = Field(
         5.0, gt=0, description="CLIP-DINO gap (points) that still counts as matched"
     )
@@ -87,6 +88,7 @@ def control_check(
     train = load_labelled(train_data, size, TARGETS, split="train", max_images=cfg.train_samples)
     test = load_labelled(test_data, size, TARGETS, split="test")
     results: dict[str, Any] = {}
+    correct: dict[str, np.ndarray] = {}
     with make_progress(progress) as bar:
         for (name, encoder), run in zip(encoders.items(), runs, strict=True):
             kw = {"cache_dir": out / "cache", "progress": bar}
@@ -97,13 +99,14 @@ def control_check(
                 tr, te, ytr, yte, classes = _encode(train.labels[target], test.labels[target])
                 xtr, xte = torch.from_numpy(ftr[tr]), torch.from_numpy(fte[te])
                 ytr_t, yte_t = torch.from_numpy(ytr), torch.from_numpy(yte)
-                probe = linear_probe(xtr, ytr_t, xte, yte_t, epochs=cfg.epochs)
+                probe = linear_probe(xtr, ytr_t, xte, yte_t, max_iter=cfg.max_iter)
+                if target == "category":
+                    correct[name] = probe.correct.numpy().astype(np.float64)
                 res[target] = {
                     "classes": len(classes),
                     "chance": float(np.bincount(yte).max() / len(yte)),
                     "knn": knn_accuracy(xtr, ytr_t, xte, yte_t, cfg.knn_k, cfg.knn_temperature),
                     "linear": probe.accuracy,
-                    "linear_lr": probe.lr,
                     "linear_wd": probe.weight_decay,
                     "zero_shot": _zero_shot(run, test.images.tensor()[te], classes, yte),
                     "n_train": len(tr),
@@ -115,6 +118,9 @@ def control_check(
         gap = 100 * (results["clip"]["category"]["linear"] - results["dino"]["category"]["linear"])
         summary["clip_minus_dino_linear_points"] = gap
         summary["max_gap_points"] = cfg.max_gap
+        diff = paired_difference(100 * correct["clip"], 100 * correct["dino"], seed=0)
+        summary["paired"] = {"clip_minus_dino": diff.to_dict()}
+        # Matched: the gap is within tolerance; its 95% CI is reported beside it.
         summary["matched"] = abs(gap) <= cfg.max_gap
     write_json(summary, out / "control.json")
     (out / "control.md").write_text(control_markdown(summary))
@@ -142,9 +148,11 @@ def control_markdown(summary: dict[str, Any]) -> str:
     )
     if "matched" in summary:
         verdict = "matched" if summary["matched"] else "NOT matched"
+        ci = summary["paired"]["clip_minus_dino"]
         lines.append(
             f"CLIP - DINO linear-probe category accuracy: {summary['clip_minus_dino_linear_points']:+.1f} "
-            f"points ({verdict}; tolerance {summary['max_gap_points']:.0f})."
+            f"points, 95% CI [{ci['low']:+.1f}, {ci['high']:+.1f}] ({verdict}; tolerance "
+            f"{summary['max_gap_points']:.0f})."
         )
     return "\n".join(lines) + "\n"
 

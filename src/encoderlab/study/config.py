@@ -10,6 +10,7 @@ from encoderlab.config import StrictModel, load_preset, parse_config
 from encoderlab.data.synth import DataConfig
 from encoderlab.data.synthworld import WorldConfig
 from encoderlab.encoders.vit import EncoderConfig
+from encoderlab.evaluate.analyze import AnalysisConfig
 from encoderlab.evaluate.control import ControlConfig
 from encoderlab.objectives import OBJECTIVES, ObjectiveConfig
 from encoderlab.train.config import TrainConfig
@@ -31,6 +32,7 @@ class StudyConfig(StrictModel):
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     pretrain: TrainConfig = Field(default_factory=TrainConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
 
     @field_validator("objectives")
     @classmethod

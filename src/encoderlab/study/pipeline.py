@@ -49,7 +49,8 @@ class Study:
         preview = st.preview_stage(cfg, out, data)
         pretrain = [st.pretrain_stage(cfg, out, data, name) for name in cfg.objectives]
         control = st.control_stage(cfg, out, data, pretrain)
-        return [data, preview, *pretrain, control]
+        analysis = st.analysis_stage(cfg, out, data, pretrain)
+        return [data, preview, *pretrain, control, analysis]
 
     def plan(self) -> list[tuple[Stage, str]]:
         """Each stage with what a run would do to it: done, resume, stale or new."""

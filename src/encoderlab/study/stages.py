@@ -89,3 +89,27 @@ def control_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stage
     return Stage(
         "control", out / "control", cfg.control.model_dump(mode="json"), run, [data, *pretrain]
     )
+
+
+def analysis_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stage]) -> Stage:
+    """Counterfactual sensitivity, mined pairs, attribute probes and CKA of every encoder."""
+
+    def run(stage: Stage) -> dict[str, Any]:
+        from encoderlab.evaluate.analyze import analyze
+        from encoderlab.train.pretrain import load_encoder
+
+        encoders = {p.name.split("/", 1)[1]: load_encoder(p.directory) for p in pretrain}
+        world = cfg.world if cfg.data_path is None else None
+        result = analyze(
+            encoders,
+            stage.directory,
+            cfg.analysis,
+            world=world,
+            data=split_dir(cfg, out, "test"),
+            cache_dir=stage.directory / "cache",
+        )
+        return {"timing": result.get("timing", {})}
+
+    return Stage(
+        "analysis", out / "analysis", cfg.analysis.model_dump(mode="json"), run, [data, *pretrain]
+    )
