@@ -165,3 +165,16 @@ def test_pretrained_text_missing_path_is_a_config_error(tmp_path) -> None:
     assert "\n" not in str(err.value)
     with pytest.raises(ConfigError, match="not a Hugging Face text model"):
         PretrainedTextTower(PretrainedTextConfig(path=str(tmp_path)), 16)
+
+
+def test_clip_text_tower_drops_padding_exactly() -> None:
+    from encoderlab.encoders.text import ClipTextTower, TextConfig
+
+    torch.manual_seed(0)
+    tower = ClipTextTower(TextConfig(width=64, layers=2, heads=2, context_length=32), 32).eval()
+    tokens = tower.tokenize(["a red fish", "photo of a small blue car next to a sign that says hi"])
+    assert int((tokens["input_ids"] != 0).sum(1).max()) < 32  # there is padding to drop
+    with torch.no_grad():
+        ours = tower(tokens)
+        reference = tower.transformer(tokens["input_ids"])  # OpenCLIP's own forward, full length
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)

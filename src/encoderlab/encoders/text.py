@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 from open_clip.tokenizer import SimpleTokenizer
-from open_clip.transformer import TextTransformer
+from open_clip.transformer import TextTransformer, text_global_pool
 from pydantic import Field
 from torch import nn
 
@@ -83,7 +83,23 @@ class ClipTextTower(nn.Module):
         return {"input_ids": self.tokenizer(texts)}
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.transformer(tokens["input_ids"])
+        """OpenCLIP's ``TextTransformer.forward`` on the batch cut after its longest caption.
+
+        The tower is causal and pools at the EOT token, so the padding after the longest
+        caption never reaches the output: dropping it is exact and saves a third or more of the
+        text compute on alt-text-length captions. Written out here because OpenCLIP slices its
+        causal mask only when it also builds a padding mask.
+        """
+        tt = self.transformer
+        ids = tokens["input_ids"]
+        ids = ids[:, : max(1, int((ids != 0).sum(1).max()))]
+        x, _ = tt._embeds(ids)
+        mask = None if tt.attn_mask is None else tt.attn_mask[: ids.shape[1], : ids.shape[1]]
+        x = tt.ln_final(tt.transformer(x, attn_mask=mask))
+        pooled = text_global_pool(x, ids, pool_type=tt.pool_type)
+        if isinstance(tt.text_projection, nn.Linear):
+            return tt.text_projection(pooled)
+        return pooled if tt.text_projection is None else pooled @ tt.text_projection
 
 
 @contextlib.contextmanager
