@@ -41,3 +41,16 @@ def plan(
     for stage, state in _study(preset, out).plan():
         table.add_row(stage.name, state, stage.key.hash, str(stage.directory))
     console.print(table)
+
+
+@app.command("report")
+def report(
+    study_dir: Path = typer.Argument(..., help="a study directory (encoderlab study run --out)"),
+) -> None:
+    """(Re)build a study's HTML and markdown report from what its stages wrote."""
+    from encoderlab.errors import DataError
+    from encoderlab.report import build_report
+
+    if not study_dir.is_dir():
+        raise DataError(f"{study_dir}: no such study directory")
+    console.print(f"wrote {build_report(study_dir)}")

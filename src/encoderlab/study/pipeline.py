@@ -50,7 +50,8 @@ class Study:
         pretrain = [st.pretrain_stage(cfg, out, data, name) for name in cfg.objectives]
         control = st.control_stage(cfg, out, data, pretrain)
         analysis = st.analysis_stage(cfg, out, data, pretrain)
-        return [data, preview, *pretrain, control, analysis]
+        report = st.report_stage(out, [preview, *pretrain, control, analysis])
+        return [data, preview, *pretrain, control, analysis, report]
 
     def plan(self) -> list[tuple[Stage, str]]:
         """Each stage with what a run would do to it: done, resume, stale or new."""

@@ -113,3 +113,14 @@ def analysis_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stag
     return Stage(
         "analysis", out / "analysis", cfg.analysis.model_dump(mode="json"), run, [data, *pretrain]
     )
+
+
+def report_stage(out: Path, inputs: list[Stage]) -> Stage:
+    """The HTML + markdown report, with findings computed from every stage's numbers."""
+
+    def run(stage: Stage) -> dict[str, Any]:
+        from encoderlab.report import build_report
+
+        return {"html": str(build_report(out, stage.directory))}
+
+    return Stage("report", out / "report", {"version": 1}, run, inputs)

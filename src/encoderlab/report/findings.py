@@ -1,0 +1,266 @@
+"""The paper's claims, each checked against this run's numbers.
+
+Pure functions of the loaded JSON (``control.json``, ``analysis.json`` and the paired VLM
+comparisons of ``encoderlab.suite.compare``), so every verdict can be unit-tested on constructed
+inputs. A verdict rests on confidence intervals, never on a point estimate alone (except the
+control check when ``control.json`` has no paired CI, which the finding says):
+
+- supported: the interval lies on the side the paper predicts;
+- contradicted: it lies entirely on the other side;
+- not resolved: it straddles the boundary (0, or the control's tolerance);
+- not run: a stage the claim needs has not produced its numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+__all__ = [
+    "LOW_LEVEL_FACTORS",
+    "SEMANTIC_FACTORS",
+    "VIEW_TITLES",
+    "Finding",
+    "Number",
+    "all_findings",
+    "matched_classification",
+    "no_gain",
+    "ocr_advantage",
+    "sensitivity_findings",
+    "vision_centric",
+]
+
+Verdict = Literal["supported", "contradicted", "not resolved", "not run"]
+
+SEMANTIC_FACTORS = ("category", "text")  # the paper: CLIP is more sensitive to these
+LOW_LEVEL_FACTORS = ("colour", "style")  # ... and DINO to these
+FACTOR_WORDS = {"category": "object category", "text": "embedded text"}
+_NEEDS = "needs the paired comparison of the clip and {} VLMs (suite results with per_item.csv)"
+VIEW_TITLES = {"vmc": "VMCBench", "cambrian": "Cambrian-1"}
+VARIANT_WORDS = {
+    "siglip": "the sigmoid (SigLIP) loss",
+    "clip-pretrained-text": "a pretrained text encoder",
+}
+
+
+@dataclass(frozen=True)
+class Number:
+    """One number a verdict rests on, with its interval (``None``: not available)."""
+
+    label: str
+    value: float | None
+    low: float | None = None
+    high: float | None = None
+    unit: str = ""
+    digits: int = 1
+
+    def text(self) -> str:
+        def f(x: float | None) -> str:
+            return "n/a" if x is None else f"{x:+.{self.digits}f}"
+
+        ci = f" [{f(self.low)}, {f(self.high)}]" if self.low is not None else ""
+        unit = f" {self.unit}" if self.unit else ""
+        return f"{self.label}: {f(self.value)}{ci}{unit}"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A claim of the paper, what this run says about it, and why."""
+
+    topic: str
+    claim: str
+    verdict: Verdict
+    rule: str
+    numbers: tuple[Number, ...] = ()
+    note: str = ""
+
+
+def _side(low: float, high: float, boundary: float = 0.0) -> int:
+    """+1: interval entirely above ``boundary``; -1: entirely below; 0: it includes it."""
+    return 1 if low > boundary else -1 if high < boundary else 0
+
+
+def _has_ci(d: Mapping[str, Any] | None) -> bool:
+    return d is not None and all(d.get(k) is not None for k in ("value", "low", "high"))
+
+
+# -- control -------------------------------------------------------------------------------
+def matched_classification(control: Mapping[str, Any] | None) -> Finding:
+    """CLIP and DINO reach the same linear-probe category accuracy, within the study's
+    tolerance. With a paired CI: supported when it lies inside +-tolerance, contradicted when
+    it lies entirely outside, else not resolved."""
+    topic = "Control"
+    if control is None or "clip_minus_dino_linear_points" not in control:
+        missing = "control.json" if control is None else "a clip and a dino encoder in control.json"
+        claim = "CLIP and DINO classify the world's objects equally well (linear probe)."
+        return Finding(topic, claim, "not run", "", note=f"needs {missing}")
+    tol = float(control["max_gap_points"])
+    claim = (
+        f"CLIP and DINO classify the world's objects equally well: linear-probe category "
+        f"accuracy within ±{tol:g} points."
+    )
+    paired = (control.get("paired") or {}).get("clip_minus_dino")
+    if _has_ci(paired):
+        value, low, high = (float(paired[k]) for k in ("value", "low", "high"))
+        inside = -tol <= low and high <= tol
+        outside = low > tol or high < -tol
+        verdict: Verdict = "supported" if inside else "contradicted" if outside else "not resolved"
+        rule = (
+            f"supported if the paired-bootstrap CI of CLIP − DINO lies within ±{tol:g} points, "
+            "contradicted if it lies entirely outside"
+        )
+        number = Number("CLIP − DINO linear probe", value, low, high, "points")
+        return Finding(topic, claim, verdict, rule, (number,))
+    value = float(control["clip_minus_dino_linear_points"])
+    verdict = "supported" if abs(value) <= tol else "contradicted"
+    rule = f"supported if |CLIP − DINO| ≤ {tol:g} points"
+    number = Number("CLIP − DINO linear probe", value, unit="points")
+    return Finding(topic, claim, verdict, rule, (number,), "point estimate only: no paired CI")
+
+
+# -- embeddings ----------------------------------------------------------------------------
+def _clip_minus_dino(analysis: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Per-factor CLIP − DINO sensitivity differences, whichever way round they were stored."""
+    sens = (analysis or {}).get("sensitivity") or {}
+    for comp in sens.get("comparisons", []):
+        if (comp["a"], comp["b"]) == ("clip", "dino"):
+            return comp["factors"]
+        if (comp["a"], comp["b"]) == ("dino", "clip"):
+            return {
+                f: {**d, "value": _neg(d["value"]), "low": _neg(d["high"]), "high": _neg(d["low"])}
+                for f, d in comp["factors"].items()
+            }
+    return None
+
+
+def _neg(x: float | None) -> float | None:
+    return None if x is None else -x
+
+
+def sensitivity_findings(analysis: Mapping[str, Any] | None) -> list[Finding]:
+    """CLIP more sensitive to semantics (category, text), DINO to low-level attributes (colour,
+    style): per factor, judged by the paired-bootstrap CI of CLIP − DINO sensitivity."""
+    diffs = _clip_minus_dino(analysis)
+    level = (analysis or {}).get("config", {}).get("level", 0.95)
+    out = []
+    for factor in (*SEMANTIC_FACTORS, *LOW_LEVEL_FACTORS):
+        semantic = factor in SEMANTIC_FACTORS
+        more, less = ("CLIP", "DINO") if semantic else ("DINO", "CLIP")
+        claim = f"{more} is more sensitive than {less} to {FACTOR_WORDS.get(factor, factor)}."
+        rule = (
+            f"sign of the {round(level * 100)}% paired-bootstrap CI of CLIP − DINO sensitivity "
+            f"(expected {'> 0' if semantic else '< 0'})"
+        )
+        d = None if diffs is None else diffs.get(factor)
+        if d is None or not _has_ci(d):
+            why = (
+                "needs the CLIP vs DINO sensitivity comparison in analysis.json"
+                if diffs is None
+                else f"factor {factor!r} was not measured"
+            )
+            out.append(Finding("Embeddings", claim, "not run", rule, note=why))
+            continue
+        side = _side(d["low"], d["high"]) * (1 if semantic else -1)
+        verdict: Verdict = {1: "supported", -1: "contradicted", 0: "not resolved"}[side]
+        number = Number(f"CLIP − DINO ({factor})", d["value"], d["low"], d["high"], digits=3)
+        out.append(Finding("Embeddings", claim, verdict, rule, (number,)))
+    return out
+
+
+# -- VLM -----------------------------------------------------------------------------------
+def _category(cmp: Mapping[str, Any] | None, view: str, name: str) -> dict[str, Any] | None:
+    return ((cmp or {}).get("categories") or {}).get(view, {}).get(name)
+
+
+def _points(label: str, d: Mapping[str, Any], sign: int = 1) -> Number:
+    """A compare() difference (fractions, B − A) in points, optionally as A − B."""
+    lo, hi = (d["lo"], d["hi"]) if sign > 0 else (-d["hi"], -d["lo"])
+    return Number(label, 100 * sign * d["diff"], 100 * lo, 100 * hi, "points")
+
+
+def _paired_units(d: Mapping[str, Any]) -> str:
+    return f"{d.get('n', '?')} units (questions, or pairs) scored by both VLMs"
+
+
+def ocr_advantage(clip_vs_dino: Mapping[str, Any] | None) -> Finding:
+    """CLIP's VLM ahead on OCR. ``clip_vs_dino``: ``compare(clip_dir, dino_dir)``, DINO − CLIP."""
+    claim = "The CLIP VLM answers OCR questions better than the DINO VLM (VMCBench OCR)."
+    rule = "supported if the paired-bootstrap 95% CI of CLIP − DINO (VMCBench OCR) is above 0"
+    d = _category(clip_vs_dino, "vmc", "OCR")
+    if d is None:
+        why = _NEEDS.format("dino") if clip_vs_dino is None else "no OCR benchmark was scored"
+        return Finding("VLM", claim, "not run", rule, note=why)
+    number = _points("CLIP − DINO, VMCBench OCR", d, sign=-1)
+    side = _side(number.low, number.high)  # type: ignore[arg-type]
+    verdict: Verdict = {1: "supported", -1: "contradicted", 0: "not resolved"}[side]
+    return Finding("VLM", claim, verdict, rule, (number,), _paired_units(d))
+
+
+def vision_centric(clip_vs_dino: Mapping[str, Any] | None) -> Finding:
+    """DINO's VLM level with or ahead of CLIP's on vision-centric questions."""
+    claim = (
+        "The DINO VLM is level with or ahead of the CLIP VLM on vision-centric questions "
+        "(Cambrian-1 Vision-Centric)."
+    )
+    rule = "supported unless the paired-bootstrap 95% CI of DINO − CLIP is entirely below 0"
+    d = _category(clip_vs_dino, "cambrian", "Vision-Centric")
+    if d is None:
+        why = (
+            _NEEDS.format("dino")
+            if clip_vs_dino is None
+            else "no vision-centric benchmark was scored"
+        )
+        return Finding("VLM", claim, "not run", rule, note=why)
+    number = _points("DINO − CLIP, Cambrian-1 Vision-Centric", d)
+    side = _side(number.low, number.high)  # type: ignore[arg-type]
+    verdict: Verdict = "contradicted" if side < 0 else "supported"
+    note = {
+        1: "DINO significantly ahead",
+        0: "level: the CI includes 0",
+        -1: "CLIP significantly ahead",
+    }[side]
+    return Finding("VLM", claim, verdict, rule, (number,), f"{note}; {_paired_units(d)}")
+
+
+def no_gain(variant: str, clip_vs_variant: Mapping[str, Any] | None) -> Finding:
+    """No gain from a language-supervision variant: no category (either view) where the
+    variant's VLM minus CLIP's has a CI entirely above 0."""
+    words = VARIANT_WORDS.get(variant, variant)
+    claim = f"Language supervision with {words} gives no gain over CLIP in the VLM."
+    rule = (
+        f"supported unless the paired-bootstrap 95% CI of {variant} − clip lies entirely above 0 "
+        "in some category (both views)"
+    )
+    cats = [
+        (f"{VIEW_TITLES[view]} {name}", d)
+        for view in ("vmc", "cambrian")
+        for name, d in ((clip_vs_variant or {}).get("categories") or {}).get(view, {}).items()
+    ]
+    if not cats:
+        why = _NEEDS.format(variant)
+        return Finding("Variants", claim, "not run", rule, note=why)
+    numbers = tuple(_points(label, d) for label, d in cats)
+    gains = [n for n in numbers if n.low is not None and n.low > 0]
+    verdict: Verdict = "contradicted" if gains else "supported"
+    note = (
+        f"significant gain in {', '.join(n.label for n in gains)}"
+        if gains
+        else f"{len(numbers)} categories checked, each at 95% (no multiplicity correction)"
+    )
+    return Finding("Variants", claim, verdict, rule, numbers, note)
+
+
+def all_findings(
+    control: Mapping[str, Any] | None,
+    analysis: Mapping[str, Any] | None,
+    vs_clip: Mapping[str, Mapping[str, Any]],
+) -> list[Finding]:
+    """Every claim, in the paper's order. ``vs_clip[name]``: ``compare(clip_dir, name_dir)``."""
+    return [
+        matched_classification(control),
+        *sensitivity_findings(analysis),
+        ocr_advantage(vs_clip.get("dino")),
+        vision_centric(vs_clip.get("dino")),
+        *(no_gain(v, vs_clip.get(v)) for v in VARIANT_WORDS),
+    ]
