@@ -34,7 +34,7 @@ Labels = dict[str, list[Hashable | None]]
 
 SYNTH_ATTRIBUTES: tuple[str, ...] = (
     "category", "superclass", "colour", "texture", "style", "background", "size", "text_present",
-    "word",
+    "word", "num_objects",
 )  # fmt: skip
 
 
@@ -70,6 +70,7 @@ def synth_labels(metas: Sequence[dict[str, Any]]) -> Labels:
         out["background"].append(background if is_scene else None)
         out["text_present"].append(("yes" if text else "no") if is_scene else None)
         out["word"].append(word)
+        out["num_objects"].append(len(objects) if is_scene else None)
     return out
 
 
