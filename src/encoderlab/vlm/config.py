@@ -1,0 +1,138 @@
+"""The VLM recipe: one config for every encoder, so that VLMs differ only in their encoder.
+
+``VLMConfig()`` is the ``tiny`` preset (CPU, about a minute and a half per VLM); ``VLMConfig.smoke()``
+runs the whole pipeline in seconds. A study preset may override either with a ``vlm:`` section
+(``load_vlm_config``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from encoderlab.config import StrictModel, load_preset, parse_config
+from encoderlab.train.config import TrainConfig
+
+__all__ = ["LMConfig", "StageConfig", "VLMConfig", "load_vlm_config"]
+
+
+class LMConfig(StrictModel):
+    """The embedded default LM: a small Llama with a tokenizer trained on the world's text."""
+
+    hidden_size: int = Field(192, gt=0)
+    num_layers: int = Field(3, gt=0)
+    num_heads: int = Field(4, gt=0)
+    intermediate_size: int = Field(512, gt=0)
+    vocab_size: int = Field(1024, ge=128, description="BPE target size (fewer if no merges left)")
+    max_positions: int = Field(512, gt=0, description="longest sequence, image tokens included")
+    pack_tokens: int = Field(256, gt=0, description="stage-0 sequence length (texts are packed)")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _heads_divide(self) -> LMConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"hidden_size {self.hidden_size} not divisible by num_heads")
+        return self
+
+
+class StageConfig(StrictModel):
+    """One training stage: how many training-world samples it draws examples from, and the
+    shared trainer's schedule (``train.samples`` = examples seen, so epochs = samples/examples)."""
+
+    examples: int = Field(gt=0, description="training-world samples used (the first N)")
+    train: TrainConfig
+
+
+def _train(**kw: Any) -> TrainConfig:
+    base: dict[str, Any] = dict(
+        warmup_frac=0.03,
+        weight_decay=0.0,  # LLaVA-1.5 trains both stages without weight decay
+        betas=(0.9, 0.999),
+        eps=1e-8,
+        grad_clip=1.0,
+        precision="fp32",
+        num_workers=0,  # examples are pre-tokenised tensors in memory: workers only add latency
+        log_every=5,
+        checkpoint_every=50,
+        keep_checkpoints=1,  # a stage-2 checkpoint holds the LM and its AdamW moments
+        seed=0,
+    )
+    return TrainConfig(**{**base, **kw})
+
+
+class VLMConfig(StrictModel):
+    """LLaVA-1.5 recipe at small scale. Field defaults are the ``tiny`` preset."""
+
+    lm: LMConfig = Field(default_factory=LMConfig)
+    lm_path: str | None = Field(
+        None, description="a Hugging Face causal-LM directory instead of the embedded LM"
+    )
+    tap_layer: int = Field(-2, description="encoder block to read (-2: penultimate, as LLaVA)")
+    pool_tokens: int | None = Field(
+        None, gt=0, description="average-pool the patch grid to k tokens (a square number)"
+    )
+    max_text_tokens: int = Field(256, gt=8, description="text tokens per example (truncated)")
+    n_turns: int = Field(2, gt=0, description="question turns per stage-2 conversation")
+    seed: int = Field(0, description="projector init and conversation sampling")
+    stage0: StageConfig = Field(
+        default_factory=lambda: StageConfig(
+            examples=4000, train=_train(batch_size=8, samples=2000, lr=2e-3)
+        )
+    )
+    stage1: StageConfig = Field(
+        default_factory=lambda: StageConfig(
+            examples=2048, train=_train(batch_size=8, samples=2048, lr=1e-3)
+        )
+    )
+    stage2: StageConfig = Field(
+        default_factory=lambda: StageConfig(
+            examples=2048, train=_train(batch_size=8, samples=2048, lr=1e-3)
+        )
+    )
+
+    @model_validator(mode="after")
+    def _square_pool(self) -> VLMConfig:
+        if self.pool_tokens is not None and round(self.pool_tokens**0.5) ** 2 != self.pool_tokens:
+            raise ValueError(f"pool_tokens {self.pool_tokens} is not a square number")
+        return self
+
+    @classmethod
+    def smoke(cls) -> VLMConfig:
+        """The whole pipeline in seconds (tests, CI); the numbers mean nothing."""
+        small = dict(batch_size=8, log_every=2, checkpoint_every=50)
+        return cls(
+            lm=LMConfig(hidden_size=64, num_layers=2, num_heads=2, intermediate_size=172,
+                        vocab_size=384, max_positions=384, pack_tokens=64),
+            n_turns=1,
+            stage0=StageConfig(examples=64, train=_train(samples=64, lr=3e-3, **small)),
+            stage1=StageConfig(examples=32, train=_train(samples=32, lr=1e-3, **small)),
+            stage2=StageConfig(examples=32, train=_train(samples=32, lr=1e-3, **small)),
+        )  # fmt: skip
+
+    @property
+    def image_examples(self) -> int:
+        """Training-world images whose features stages 1 and 2 need (the first N)."""
+        return max(self.stage1.examples, self.stage2.examples)
+
+
+PRESETS: dict[str, Any] = {"tiny": VLMConfig, "smoke": VLMConfig.smoke}
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_vlm_config(preset: str) -> VLMConfig:
+    """``tiny``/``smoke`` (or any study preset / YAML path): the built-in recipe of that name
+    (``tiny`` otherwise), overridden key by key by the preset's ``vlm:`` section if it has one."""
+    base = PRESETS.get(preset, VLMConfig)()
+    section = load_preset(preset).get("vlm") or {}
+    merged = _merge(base.model_dump(mode="json"), section)
+    return parse_config(VLMConfig, merged, source=preset, prefix="vlm")

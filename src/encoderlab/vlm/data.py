@@ -1,0 +1,202 @@
+"""VLM training data from the training world's shards: stage-0 text, stage-1 captions, stage-2
+instruction conversations (questions from the VQA suite's generator, on the TRAINING split
+only, never on benchmark items).
+
+Every stage uses the first N samples of the split in shard order, and conversations are drawn
+from a generator seeded by ``(seed, stage, sample index)``, so every VLM of a study trains on
+exactly the same examples whatever its encoder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from encoderlab.data.reader import SampleDataset, index_source
+from encoderlab.errors import DataError
+from encoderlab.vlm.template import IGNORE_INDEX, Example, Template, user_text
+
+__all__ = [
+    "ConversationFn",
+    "ExampleDataset",
+    "PadCollate",
+    "TrainWorld",
+    "caption_examples",
+    "conversation_rng",
+    "conversations",
+    "corpus_texts",
+    "instruction_examples",
+    "lm_corpus",
+    "pack",
+    "read_world",
+    "train_split",
+]
+
+ConversationFn = Callable[[dict[str, Any], np.random.Generator, int], list[tuple[str, str]]]
+
+
+def default_conversations() -> ConversationFn:
+    from encoderlab.suite.questions import training_conversation
+
+    return training_conversation
+
+
+@dataclass
+class TrainWorld:
+    """The first samples of a training split: captions, metadata and (optionally) images."""
+
+    source: str
+    texts: list[str]
+    metas: list[dict[str, Any]]
+    images: list[torch.Tensor]  # uint8 [3, H, W] each; empty when read without images
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def train_split(data: str | Path) -> Path:
+    """``DATA/train`` for a data-set root (it has a manifest), else ``DATA`` itself."""
+    data = Path(data)
+    if not data.exists():
+        raise DataError(f"{data}: no such directory (generate it with `encoderlab data synth`)")
+    return data / "train" if (data / "manifest.json").is_file() else data
+
+
+def read_world(
+    source: str | Path, n: int, image_size: int | None, images: bool = True
+) -> TrainWorld:
+    """Read the first ``n`` readable samples of ``source`` (fewer if it has fewer)."""
+    refs, _ = index_source(source)
+    dataset = SampleDataset(refs, image_size=image_size)
+    world = TrainWorld(str(source), [], [], [])
+    for i in range(len(dataset)):
+        if len(world) >= n:
+            break
+        item = dataset[i]
+        if "skip" in item:
+            continue
+        world.texts.append(item["text"])
+        world.metas.append(item["meta"])
+        if images:
+            world.images.append(item["image"])
+    if not world.texts:
+        raise DataError(f"{source}: no readable samples")
+    return world
+
+
+def conversation_rng(seed: int, stage: int, index: int) -> np.random.Generator:
+    return np.random.default_rng([seed, stage, index])
+
+
+def conversations(
+    world: TrainWorld, n: int, n_turns: int, seed: int, stage: int, fn: ConversationFn | None = None
+) -> list[tuple[int, list[tuple[str, str]]]]:
+    """``(sample index, turns)`` for the first ``n`` samples (samples without questions skipped)."""
+    fn = fn or default_conversations()
+    out = []
+    for i in range(min(n, len(world))):
+        turns = fn(world.metas[i], conversation_rng(seed, stage, i), n_turns)
+        if turns:
+            out.append((i, turns))
+    return out
+
+
+def lm_corpus(
+    world: TrainWorld, n: int, n_turns: int, seed: int, fn: ConversationFn | None = None
+) -> tuple[list[str], list[tuple[int, list[tuple[str, str]]]]]:
+    """Stage 0's text: the captions and the conversations of the first ``n`` samples (the
+    LM sees them without image; ``corpus_texts`` renders them for the tokenizer and the hash)."""
+    return world.texts[:n], conversations(world, n, n_turns, seed, stage=0, fn=fn)
+
+
+def corpus_texts(captions: list[str], convs: list[tuple[int, list[tuple[str, str]]]]) -> list[str]:
+    """Every string the LM is trained on, rendered as in the templates (for the tokenizer)."""
+    texts = [c + "\n" for c in captions]
+    for i, turns in convs:
+        for k, (q, a) in enumerate(turns):
+            texts += [user_text(q, first=k == 0, picture=captions[i]), f" {a}"]
+    return texts
+
+
+def caption_examples(
+    template: Template, world: TrainWorld, n: int
+) -> tuple[list[Example], list[int]]:
+    """Stage 1 (LLaVA ``plain``): image + caption, loss on the caption."""
+    idx = list(range(min(n, len(world))))
+    return [template.caption(world.texts[i]) for i in idx], idx
+
+
+def instruction_examples(
+    template: Template,
+    world: TrainWorld,
+    n: int,
+    n_turns: int,
+    seed: int,
+    fn: ConversationFn | None = None,
+) -> tuple[list[Example], list[int]]:
+    """Stage 2 (Vicuna v1): image + question turns, loss on the answers."""
+    convs = conversations(world, n, n_turns, seed, stage=2, fn=fn)
+    return [template.conversation(turns) for _, turns in convs], [i for i, _ in convs]
+
+
+def pack(docs: list[Example], block: int) -> list[Example]:
+    """Concatenate documents and cut them into ``block``-token sequences (the tail is dropped),
+    as LM pretraining does (Hugging Face's ``run_clm`` ``group_texts``): no padding, whereas
+    stage 0's mix of short captions and long conversations would be half padding."""
+    ids = [i for d in docs for i in d.input_ids]
+    labels = [i for d in docs for i in d.labels]
+    return [
+        Example(ids[s : s + block], labels[s : s + block])
+        for s in range(0, len(ids) - block + 1, block)
+    ]
+
+
+class ExampleDataset(Dataset):
+    """Tokenised examples (and the index of each one's image in the feature cache)."""
+
+    def __init__(self, examples: list[Example], images: list[int] | None = None) -> None:
+        self.examples = examples
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.examples)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        ex = self.examples[i]
+        return {
+            "input_ids": ex.input_ids,
+            "labels": ex.labels,
+            "image": -1 if self.images is None else self.images[i],
+            "index": i,
+        }
+
+
+@dataclass(frozen=True)
+class PadCollate:
+    """Right-pads a batch (training): ids with ``pad_id``, labels with ``IGNORE_INDEX``."""
+
+    pad_id: int
+
+    def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        width = max(len(it["input_ids"]) for it in items)
+        ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for row, it in enumerate(items):
+            n = len(it["input_ids"])
+            ids[row, :n] = torch.as_tensor(it["input_ids"])
+            labels[row, :n] = torch.as_tensor(it["labels"])
+            mask[row, :n] = 1
+        return {
+            "input_ids": ids,
+            "labels": labels,
+            "attention_mask": mask,
+            "image": torch.tensor([it["image"] for it in items], dtype=torch.long),
+            "index": torch.tensor([it["index"] for it in items], dtype=torch.long),
+        }

@@ -1,0 +1,191 @@
+"""The language model: any Hugging Face causal LM, or the embedded default built in stage 0.
+
+The embedded default is a small Llama whose tokenizer and weights are trained on the text of
+the training world (captions, questions, answers; never benchmark items). Stage 0 runs once per
+study: its result is saved with ``save_pretrained`` under ``CACHE/lm-<hash>``, the hash covering
+the LM config, the stage-0 schedule and the corpus itself, and every VLM of the study starts
+from that same LM.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
+
+from encoderlab.config import config_hash
+from encoderlab.errors import ConfigError
+from encoderlab.progress import console
+from encoderlab.train.checkpoint import write_json
+from encoderlab.train.distributed import DistInfo, barrier
+from encoderlab.train.trainer import Trainer
+from encoderlab.vlm.config import LMConfig, VLMConfig
+from encoderlab.vlm.data import (
+    ExampleDataset,
+    PadCollate,
+    TrainWorld,
+    corpus_texts,
+    lm_corpus,
+    pack,
+)
+from encoderlab.vlm.stages import LMTask
+from encoderlab.vlm.template import Template
+from encoderlab.vlm.tokenizer import prepare_tokenizer, train_tokenizer
+
+__all__ = ["LM_DONE", "build_lm", "lm_info", "load_lm", "pretrain_lm", "quiet_hf"]
+
+LM_DONE = "lm.json"  # written last: its presence marks a finished stage 0
+
+
+@contextmanager
+def quiet_hf() -> Iterator[None]:
+    """No tqdm bars from ``from_pretrained``/``save_pretrained`` (encoderlab has its own)."""
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
+def build_lm(cfg: LMConfig, tokenizer: PreTrainedTokenizerBase) -> LlamaForCausalLM:
+    """A randomly initialised Llama sized by ``cfg`` (init depends on ``cfg.seed`` only)."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=cfg.hidden_size,
+        intermediate_size=cfg.intermediate_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        num_key_value_heads=cfg.num_heads,
+        max_position_embeddings=cfg.max_positions,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return LlamaForCausalLM(config)
+
+
+def load_lm(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """A causal LM and its tokenizer from a local directory (never downloads), in fp32, with
+    the ``<image>`` and pad tokens the VLM needs."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"{path}: language model directory not found")
+    try:
+        with quiet_hf():
+            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
+            lm = AutoModelForCausalLM.from_pretrained(
+                path, local_files_only=True, dtype=torch.float32
+            )
+    except (OSError, ValueError, KeyError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{path}: not a Hugging Face causal LM ({first})") from None
+    if prepare_tokenizer(tokenizer):
+        lm.resize_token_embeddings(len(tokenizer))
+    lm.config.pad_token_id = tokenizer.pad_token_id
+    lm.generation_config.pad_token_id = tokenizer.pad_token_id
+    return lm, tokenizer
+
+
+def _corpus_hash(texts: list[str]) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def pretrain_lm(
+    cfg: VLMConfig,
+    world: TrainWorld,
+    cache_root: Path,
+    progress: bool = True,
+    dist_info: DistInfo | None = None,
+    conversation_fn: Any = None,
+) -> Path:
+    """Stage 0: train (or find in ``cache_root``) the embedded LM; return its directory."""
+    dist = dist_info or DistInfo()
+    captions, convs = lm_corpus(world, cfg.stage0.examples, cfg.n_turns, cfg.seed, conversation_fn)
+    texts = corpus_texts(captions, convs)
+    key = config_hash(
+        {
+            "lm": cfg.lm.model_dump(mode="json"),
+            "stage0": cfg.stage0.model_dump(mode="json"),
+            "max_text_tokens": cfg.max_text_tokens,
+            "corpus": _corpus_hash(texts),
+        }
+    )
+    out = Path(cache_root) / f"lm-{key}"
+    if (out / LM_DONE).is_file():
+        return out
+    start = time.perf_counter()
+    tokenizer = train_tokenizer(texts, cfg.lm.vocab_size)
+    template = Template(tokenizer, num_image_tokens=0, max_text_tokens=cfg.max_text_tokens)
+    # Each sample gives two texts: its caption (loss on it all: stage 1 predicts captions) and
+    # its conversation with the caption in the image slot (loss on the answers, as in stage 2).
+    # The LM thus learns to answer from what fills that slot, the skill a VLM needs when image
+    # tokens take the caption's place; trained on the conversations alone, it never reads its
+    # context (measured: the same answer loss with the sample's caption or another one).
+    docs = {(i, 0): template.caption(c, image=False) for i, c in enumerate(captions)}
+    for i, turns in convs:
+        docs[i, 1] = template.conversation(turns, picture=captions[i])
+    examples = pack([docs[k] for k in sorted(docs)], cfg.lm.pack_tokens)
+    lm = build_lm(cfg.lm, tokenizer)
+    task = LMTask(lm)
+    summary = task.summary()
+    if progress and dist.is_main:
+        console.print(
+            f"stage 0 (LM pretraining): trains lm ({summary['trainable_params']:,} params) on "
+            f"{len(docs)} texts in {len(examples)} sequences of {cfg.lm.pack_tokens} tokens, "
+            f"vocab {len(tokenizer)}"
+        )
+    trainer = Trainer(
+        task,
+        ExampleDataset(examples),
+        PadCollate(int(tokenizer.pad_token_id)),
+        cfg.stage0.train,
+        out / "train",
+        dist_info=dist,
+        progress=progress,
+        description="vlm stage 0 (LM)",
+    )
+    last = trainer.fit()
+    if dist.is_main:
+        with quiet_hf():
+            lm.save_pretrained(out / "lm")
+            tokenizer.save_pretrained(out / "lm")
+        info = {
+            "hash": key,
+            "config": cfg.lm.model_dump(mode="json"),
+            "stage0": {**summary, "texts": len(docs), "sequences": len(examples), "final": last},
+            "vocab_size": len(tokenizer),
+            "seconds": time.perf_counter() - start,
+        }
+        write_json(info, out / LM_DONE)
+    barrier()
+    return out
+
+
+def lm_info(lm_dir: Path) -> dict[str, Any]:
+    """The stage-0 record of an embedded LM directory (empty for an external LM)."""
+    path = Path(lm_dir) / LM_DONE
+    return json.loads(path.read_text()) if path.is_file() else {}

@@ -1,0 +1,155 @@
+"""The VLM: frozen vision tower -> projector -> Hugging Face causal LM (LLaVA-1.5's layout).
+
+``VLMModel`` is the trainable part (projector + LM) and works on image features, so the stages
+can train on cached features; ``VLM`` adds the vision tower, tokenizer and template and is what
+``encoderlab.vlm.load`` returns for inference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from encoderlab.vlm.config import VLMConfig
+from encoderlab.vlm.generate import greedy_generate, left_pad, score_next_token
+from encoderlab.vlm.projector import build_projector, projector_kind
+from encoderlab.vlm.template import Template
+from encoderlab.vlm.tokenizer import IMAGE_TOKEN
+from encoderlab.vlm.vision import VisionTower
+
+__all__ = ["VLM", "VLMModel"]
+
+
+class VLMModel(nn.Module):
+    """Projector + causal LM. Image features replace the embeddings of the ``<image>`` tokens
+    (``inputs_embeds``), as in Hugging Face's LLaVA after its processor expanded the
+    placeholder to one token per image feature."""
+
+    def __init__(self, projector: nn.Module, lm: PreTrainedModel, image_token_id: int) -> None:
+        super().__init__()
+        self.projector = projector
+        self.lm = lm
+        self.image_token_id = image_token_id
+
+    def embed(self, input_ids: torch.Tensor, features: torch.Tensor | None) -> torch.Tensor:
+        """Token embeddings with the projected ``features`` ``[B, T, D]`` spliced in."""
+        embeds = self.lm.get_input_embeddings()(input_ids)
+        mask = input_ids == self.image_token_id
+        if features is None:
+            if mask.any():
+                raise ValueError("the sequence has <image> tokens but no image features")
+            return embeds
+        if int(mask.sum()) != features.shape[0] * features.shape[1]:
+            raise ValueError(
+                f"{int(mask.sum())} <image> tokens for {features.shape[0]} images of "
+                f"{features.shape[1]} tokens"
+            )
+        proj = self.projector(features.to(self.projector[0].weight.device))
+        return embeds.masked_scatter(mask.unsqueeze(-1), proj.to(embeds.dtype))
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        features: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The LM's output (``.loss`` when ``labels`` is given, ``.logits``)."""
+        return self.lm(
+            inputs_embeds=self.embed(input_ids, features),
+            attention_mask=attention_mask,
+            labels=labels,
+            **kwargs,
+        )
+
+
+def build_model(
+    tower: VisionTower, lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, seed: int
+) -> VLMModel:
+    """Projector (initialised from ``seed``) + ``lm``, sized for ``tower``."""
+    kind = projector_kind(len(tower.encoders))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        projector = build_projector(kind, tower.dim, lm.config.hidden_size)
+    return VLMModel(projector, lm, int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)))
+
+
+class VLM(nn.Module):
+    """A trained VLM for inference: ``score_choices``, ``generate``, ``checkpoint_hash``.
+
+    Prompts are the user text (question, options, instruction suffix); the VLM applies the
+    Vicuna template. Evaluation runs in fp32, with left padding, attention masks and position
+    ids, so results do not depend on the batch size.
+    """
+
+    def __init__(
+        self,
+        tower: VisionTower,
+        model: VLMModel,
+        tokenizer: PreTrainedTokenizerBase,
+        cfg: VLMConfig,
+        info: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()
+        self.tower = tower
+        self.model = model
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.info = info or {}
+        self.template = Template(tokenizer, tower.num_tokens, cfg.max_text_tokens)
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def checkpoint_hash(self) -> str:
+        """Hash of the checkpoint's weights and config (names results computed with it)."""
+        return str(self.info.get("checkpoint_hash", ""))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _inputs(
+        self, images: torch.Tensor, prompts: Sequence[str]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        rows = [self.template.prompt(p) for p in prompts]
+        ids, mask = left_pad(rows, int(self.tokenizer.pad_token_id))
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        return self.model.embed(ids, self.tower(images)), mask
+
+    @torch.no_grad()
+    def score_choices(
+        self,
+        images: torch.Tensor,
+        prompts: Sequence[str],
+        letters: Sequence[str] = ("A", "B", "C", "D"),
+    ) -> torch.Tensor:
+        """Log-probabilities ``[B, len(letters)]`` of each letter as the first answer token."""
+        letter_ids = [self.template.answer(letter) for letter in letters]
+        if any(len(i) != 1 for i in letter_ids):
+            raise ValueError(f"option letters {list(letters)} must each be one token")
+        embeds, mask = self._inputs(images, prompts)
+        logp = score_next_token(self.model.lm, embeds, mask)
+        return logp[:, [i[0] for i in letter_ids]].cpu()
+
+    @torch.no_grad()
+    def generate(
+        self,
+        images: torch.Tensor,
+        prompts: Sequence[str],
+        max_new_tokens: int = 16,
+        use_cache: bool = True,
+    ) -> list[str]:
+        """Greedy answers (stripped), one per image and prompt."""
+        embeds, mask = self._inputs(images, prompts)
+        tokens = greedy_generate(
+            self.model.lm, embeds, mask, max_new_tokens, self.tokenizer, use_cache=use_cache
+        )
+        return [t.strip() for t in self.tokenizer.batch_decode(tokens, skip_special_tokens=True)]

@@ -1,0 +1,158 @@
+"""Train a VLM end to end: (cached) stage 0, features, stage 1, stage 2, checkpoint.
+
+Everything but the encoder is fixed by the ``VLMConfig`` and the data: same LM, same examples
+in the same order, same steps and hyper-parameters, so two VLMs differ only by their encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from encoderlab.errors import ConfigError
+from encoderlab.progress import console
+from encoderlab.train.checkpoint import write_json
+from encoderlab.train.distributed import DistInfo, barrier, init_distributed
+from encoderlab.train.pretrain import load_encoder
+from encoderlab.train.trainer import Trainer
+from encoderlab.vlm.checkpoint import VLM_JSON, save_vlm
+from encoderlab.vlm.config import VLMConfig
+from encoderlab.vlm.data import (
+    ConversationFn,
+    ExampleDataset,
+    PadCollate,
+    caption_examples,
+    instruction_examples,
+    read_world,
+    train_split,
+)
+from encoderlab.vlm.lm import lm_info, load_lm, pretrain_lm
+from encoderlab.vlm.model import build_model
+from encoderlab.vlm.stages import VLMStageTask
+from encoderlab.vlm.template import Template
+from encoderlab.vlm.vision import VisionTower, encode_images
+
+__all__ = ["train_vlm"]
+
+
+def _finished(out: Path, cfg: VLMConfig, encoder_dirs: list[Path]) -> dict[str, Any] | None:
+    path = out / VLM_JSON
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    same = record.get("config") == cfg.model_dump(mode="json") and [
+        e.get("run_dir") for e in record.get("encoders", [])
+    ] == [str(d) for d in encoder_dirs]
+    return record if same else None
+
+
+def _last_metrics(run_dir: Path) -> dict[str, Any]:
+    """The last logged metrics of a stage (when a resumed stage had nothing left to do)."""
+    path = run_dir / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
+
+
+def train_vlm(
+    encoder_dirs: Sequence[str | Path],
+    data: str | Path,
+    out: str | Path,
+    cfg: VLMConfig,
+    lm_cache: str | Path | None = None,
+    progress: bool = True,
+    conversation_fn: ConversationFn | None = None,
+    dist_info: DistInfo | None = None,
+) -> dict[str, Any]:
+    """Train a VLM on one or two encoder runs and the training split of ``data``.
+
+    Stage 0's LM is cached under ``lm_cache`` (default: ``OUT/../lm-cache``, shared by the
+    sibling VLMs of a study). Interrupted runs resume; a finished ``out`` is returned as is.
+    Returns the checkpoint's ``vlm.json`` record.
+    """
+    out = Path(out)
+    dirs = [Path(d) for d in encoder_dirs]
+    done = _finished(out, cfg, dirs)
+    if done is not None:
+        return done
+    dist = dist_info or init_distributed()
+    start = time.perf_counter()
+    names = [str(d) for d in dirs]
+    tower = VisionTower([load_encoder(d) for d in dirs], cfg.tap_layer, cfg.pool_tokens, names)
+    tower.to(dist.device)
+    need = max(cfg.image_examples, cfg.stage0.examples if cfg.lm_path is None else 0)
+    world = read_world(train_split(data), need, image_size=tower.image_size)
+    world.images = world.images[: cfg.image_examples]
+
+    if cfg.lm_path is None:
+        root = pretrain_lm(
+            cfg, world, Path(lm_cache or out.parent / "lm-cache"), progress, dist, conversation_fn
+        )
+        lm_dir, lm_record = root / "lm", {"source": str(root), **lm_info(root)}
+    else:
+        lm_dir, lm_record = Path(cfg.lm_path), {"source": cfg.lm_path}
+    lm, tokenizer = load_lm(lm_dir)
+    limit = getattr(lm.config, "max_position_embeddings", None)
+    if limit is not None and tower.num_tokens + cfg.max_text_tokens > limit:
+        raise ConfigError(
+            f"{lm_dir}: {tower.num_tokens} image + {cfg.max_text_tokens} text tokens exceed the "
+            f"LM's {limit} positions (lower max_text_tokens or set pool_tokens)"
+        )
+    template = Template(tokenizer, tower.num_tokens, cfg.max_text_tokens)
+    model = build_model(tower, lm, tokenizer, cfg.seed)
+    features = encode_images(tower, world.images, progress=progress and dist.is_main)
+    collate = PadCollate(int(tokenizer.pad_token_id))
+
+    stage_data = {
+        1: caption_examples(template, world, cfg.stage1.examples),
+        2: instruction_examples(
+            template, world, cfg.stage2.examples, cfg.n_turns, cfg.seed, conversation_fn
+        ),
+    }
+    stages: dict[str, Any] = {}
+    for stage, stage_cfg in ((1, cfg.stage1), (2, cfg.stage2)):
+        examples, images = stage_data[stage]
+        task = VLMStageTask(model, features, stage)
+        summary = task.summary(vision=tower)
+        if dist.is_main and progress:
+            console.print(
+                f"stage {stage}: trains {', '.join(summary['trainable'])} "
+                f"({summary['trainable_params']:,} params); frozen: {', '.join(summary['frozen'])} "
+                f"({summary['frozen_params']:,} params); {len(examples)} examples"
+            )
+        trainer = Trainer(
+            task,
+            ExampleDataset(examples, images),
+            collate,
+            stage_cfg.train,
+            out / f"stage{stage}",
+            dist_info=dist,
+            progress=progress,
+            description=f"vlm stage {stage}",
+        )
+        if dist.is_main:
+            (out / f"stage{stage}").mkdir(parents=True, exist_ok=True)
+            write_json(summary, out / f"stage{stage}" / "stage.json")
+        t0 = time.perf_counter()
+        last = trainer.fit() or _last_metrics(out / f"stage{stage}")
+        stages[f"stage{stage}"] = {
+            **summary,
+            "examples": len(examples),
+            "steps": stage_cfg.train.total_steps,
+            "final": last,
+            "seconds": time.perf_counter() - t0,
+        }
+    model.requires_grad_(False)
+    info = {
+        "lm": lm_record,
+        "stages": stages,
+        "data": {"source": world.source, "samples": len(world)},
+        "seconds": time.perf_counter() - start,
+    }
+    record: dict[str, Any] = {}
+    if dist.is_main:
+        record = save_vlm(out, dirs, model, tokenizer, cfg, info, tower)
+    barrier()
+    return record or json.loads((out / VLM_JSON).read_text())

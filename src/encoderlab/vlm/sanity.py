@@ -1,0 +1,89 @@
+"""Does the VLM look at the image? Multiple-choice accuracy with the real image vs a blank one.
+
+Questions come from the VQA suite's generators on a held-out split (``val``), one per image.
+A VLM that learned to use its encoder must beat the blank-image baseline, which measures what
+the language model guesses from the question and options alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from encoderlab.data.reader import SampleDataset, index_source
+from encoderlab.errors import DataError
+from encoderlab.vlm.model import VLM
+
+__all__ = ["BLANK_VALUE", "heldout_questions", "image_sanity", "real_vs_blank"]
+
+BLANK_VALUE = 128  # a uniform mid-grey image: no content, in range for every normalisation
+
+
+def heldout_questions(
+    data: str | Path, n: int, image_size: int, split: str = "val", seed: int = 0
+) -> tuple[torch.Tensor, list[str], list[str]]:
+    """Up to ``n`` images of a held-out split with one multiple-choice question each:
+    ``(uint8 images [N,3,H,W], prompts, correct letters)``."""
+    from encoderlab.suite.questions import QUESTION_TYPES, generate
+
+    data = Path(data)
+    source = data / split if (data / "manifest.json").is_file() else data
+    if not source.exists():
+        raise DataError(f"{source}: no such directory (held-out split {split!r})")
+    refs, _ = index_source(source)
+    dataset = SampleDataset(refs, image_size=image_size)
+    images, prompts, letters = [], [], []
+    for i in range(len(dataset)):
+        if len(images) >= n:
+            break
+        item = dataset[i]
+        if "skip" in item:
+            continue
+        rng = np.random.default_rng([seed, i])
+        for k in rng.permutation(len(QUESTION_TYPES)):
+            q = generate(list(QUESTION_TYPES)[int(k)], item["meta"], rng)
+            if q is not None:
+                images.append(item["image"])
+                prompts.append(q.mc_prompt())
+                letters.append(q.letter)
+                break
+    if not images:
+        raise DataError(f"{source}: no sample supports a question")
+    return torch.stack(images), prompts, letters
+
+
+@torch.no_grad()
+def real_vs_blank(
+    vlm: VLM,
+    images: torch.Tensor,
+    prompts: Sequence[str],
+    letters: Sequence[str],
+    options: Sequence[str] = ("A", "B", "C", "D"),
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """Letter accuracy (argmax of ``score_choices``) with the images and with blank ones."""
+    truth = torch.tensor([list(options).index(x) for x in letters])
+    blank = torch.full_like(images[:1], BLANK_VALUE)
+    result: dict[str, Any] = {"n": len(prompts)}
+    for name in ("real", "blank"):
+        picks = []
+        for s in range(0, len(prompts), batch_size):
+            batch = images[s : s + batch_size]
+            batch = blank.expand_as(batch) if name == "blank" else batch
+            scores = vlm.score_choices(batch, prompts[s : s + batch_size], options)
+            picks.append(scores.argmax(dim=1))
+        result[name] = float((torch.cat(picks) == truth).float().mean())
+    result["gain"] = result["real"] - result["blank"]
+    return result
+
+
+def image_sanity(
+    vlm: VLM, data: str | Path, n: int = 256, split: str = "val", seed: int = 0
+) -> dict[str, Any]:
+    """``real_vs_blank`` on ``n`` held-out questions; ``gain`` > 0 means the image helps."""
+    images, prompts, letters = heldout_questions(data, n, vlm.tower.image_size, split, seed)
+    return real_vs_blank(vlm, images, prompts, letters)

@@ -1,0 +1,405 @@
+"""The LLaVA-style VLM: tokenizer, template, stages, batched inference, checkpoints, errors.
+
+Micro sizes throughout (micro ViT at 64 px / patch 16 = 16 image tokens, a 64-wide 2-layer
+Llama), so the whole file trains three tiny VLMs in seconds.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from encoderlab.data.synth import DataConfig, synthesize
+from encoderlab.data.synthworld import WorldConfig
+from encoderlab.encoders.vit import EncoderConfig
+from encoderlab.errors import ConfigError, DataError, EncoderlabError
+from encoderlab.train.config import TrainConfig
+from encoderlab.train.pretrain import load_encoder
+from encoderlab.train.trainer import Trainer
+from encoderlab.vlm import VLM, VLMConfig, load, load_vlm_config, train_vlm
+from encoderlab.vlm.checkpoint import write_encoder_run
+from encoderlab.vlm.data import (
+    ExampleDataset,
+    PadCollate,
+    caption_examples,
+    corpus_texts,
+    instruction_examples,
+    lm_corpus,
+    pack,
+    read_world,
+    train_split,
+)
+from encoderlab.vlm.lm import build_lm, load_lm, pretrain_lm
+from encoderlab.vlm.model import build_model
+from encoderlab.vlm.sanity import heldout_questions, real_vs_blank
+from encoderlab.vlm.stages import STAGE_TRAINABLE, VLMStageTask
+from encoderlab.vlm.template import IGNORE_INDEX, Example, Template
+from encoderlab.vlm.tokenizer import train_tokenizer
+from encoderlab.vlm.vision import VisionTower, encode_images, read_image
+
+MC = "Which object is shown?\nA. cat\nB. car\nC. tree\nD. cup\nAnswer with the option's letter from the given choices directly."
+PROMPTS = [
+    MC,
+    "What colour is the object?\nAnswer the question using a single word or phrase.",
+    "How many objects are there in the image?",
+    "Read the sign.",
+    MC.replace("cat", "light bulb"),
+    "Is there a fish?",
+]
+
+
+def _encoder(root: Path, name: str, **kw) -> Path:
+    cfg = EncoderConfig(**{"size": "micro", "image_size": 64, "patch_size": 16, **kw})
+    return write_encoder_run(cfg, root / name)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("vlm")
+    data = DataConfig(train=64, val=16, test=16, shard_size=64, workers=1)
+    synthesize(WorldConfig(image_size=64), data, root / "data", progress=False)
+    _encoder(root, "enc0", seed=0)
+    _encoder(root, "enc1", seed=1)
+    _encoder(root, "enc_p8", patch_size=8)  # 64 patches: does not fit a 16-token VLM
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(root: Path) -> dict:
+    """One smoke VLM through stages 0, 1, 2 (the checkpoint the other tests read)."""
+    return train_vlm(
+        [root / "enc0"], root / "data", root / "vlm0", VLMConfig.smoke(), root / "lm", False
+    )
+
+
+@pytest.fixture(scope="module")
+def parts(root: Path) -> dict:
+    """A VLM built from parts, with a randomly initialised LM (varied greedy outputs)."""
+    cfg = VLMConfig.smoke()
+    world = read_world(train_split(root / "data"), 32, image_size=64)
+    tok = train_tokenizer(corpus_texts(*lm_corpus(world, 32, 2, 0)), 256)
+    tower = VisionTower([load_encoder(root / "enc0")], cfg.tap_layer)
+    lm = build_lm(cfg.lm, tok)
+    # A wide random init: greedy outputs then vary with image and prompt (a small init just
+    # repeats the last prompt token), so the equality checks below have teeth.
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(0)
+        for p in lm.parameters():
+            if p.ndim >= 2:
+                p.normal_(0.0, 0.3)
+    model = build_model(tower, lm, tok, seed=0)
+    return {"cfg": cfg, "world": world, "tok": tok, "tower": tower, "model": model}
+
+
+def _images(world, n: int = len(PROMPTS)) -> torch.Tensor:
+    return torch.stack(world.images[:n])
+
+
+# --- tokenizer and template ---------------------------------------------------------------------
+
+
+def test_tokenizer_letters_digits_roundtrip(parts: dict) -> None:
+    tiny = train_tokenizer(["no capitals here, 12 words"] * 5, 200)  # BPE never sees " A".." D"
+    for tok in (parts["tok"], tiny):
+        for letter in ("A", "B", "C", "D"):
+            assert len(tok.encode(f" {letter}", add_special_tokens=False)) == 1
+        pieces = tok.convert_ids_to_tokens(tok.encode(" 2024", add_special_tokens=False))
+        assert [p.strip() for p in pieces if p.strip()] == ["2", "0", "2", "4"]  # one per digit
+    tok = parts["tok"]
+    text = 'USER: What does the sign say? ASSISTANT: "$12.99", a red cat'
+    assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
+    # an answer word is the same token as in running text (what lets the LM copy it)
+    assert Template(tok, 1, 64).answer("fish") == tok.encode(" fish", add_special_tokens=False)
+    assert tok.encode("a fish", add_special_tokens=False)[-1:] == tok.encode(" fish")[-1:]
+
+
+def test_template_masks_all_but_answers(parts: dict) -> None:
+    tok = parts["tok"]
+    tpl = Template(tok, num_image_tokens=5, max_text_tokens=512)
+    ex = tpl.conversation([(MC, "B"), ("What colour is it?", "red")])
+    ids, labels = torch.tensor(ex.input_ids), torch.tensor(ex.labels)
+    assert int((ids == tpl.image_id).sum()) == 5  # placeholder expanded, before the first turn
+    assert tok.decode(ids[labels != IGNORE_INDEX]) == " B</s> red</s>"
+    full = tok.decode(ids[ids != tpl.image_id])
+    assert (
+        full.startswith("<s>A chat between") and "USER: \n" + MC + " ASSISTANT: B</s>USER: " in full
+    )
+    # the inference prompt is the training sequence up to the first answer, whose first token is
+    # the letter alone: what score_choices reads
+    prompt = tpl.prompt(MC)
+    assert ex.input_ids[: len(prompt)] == prompt
+    assert ex.input_ids[len(prompt)] == tok.convert_tokens_to_ids(" B")
+    cap = tpl.caption("a red cat")
+    answer = [i for i, lab in zip(cap.input_ids, cap.labels, strict=True) if lab != IGNORE_INDEX]
+    assert tok.decode(answer) == "a red cat\n"
+
+
+def test_long_conversations_drop_late_turns(parts: dict) -> None:
+    tok = parts["tok"]
+    one = len(Template(tok, 5, 10_000).conversation([(MC, "B")]).input_ids) - 5 - 1  # no image, bos
+    two = len(Template(tok, 5, 10_000).conversation([(MC, "B")] * 2).input_ids) - 5 - 1
+    ex = Template(tok, 5, max_text_tokens=two + 1).conversation([(MC, "B")] * 4)
+    assert ex.input_ids.count(tok.eos_token_id) == 2  # turns 3 and 4 do not fit
+    with pytest.raises(ConfigError) as err:
+        Template(tok, 5, one - 1).conversation([(MC, "B")])
+    _one_line(err, f"max_text_tokens {one - 1}")
+
+
+def test_pack_cuts_the_text_stream_into_blocks() -> None:
+    docs = [
+        Example([1, 2, 3], [1, 2, 3]),
+        Example([4, 5], [IGNORE_INDEX, 5]),
+        Example([6, 7], [6, 7]),
+    ]
+    blocks = pack(docs, 3)
+    assert [b.input_ids for b in blocks] == [[1, 2, 3], [4, 5, 6]]  # the tail (7) is dropped
+    assert blocks[1].labels == [IGNORE_INDEX, 5, 6]
+
+
+# --- stages ---------------------------------------------------------------------------------------
+
+
+def test_each_stage_trains_exactly_what_it_declares(parts: dict, tmp_path: Path) -> None:
+    tok, tower, world = parts["tok"], parts["tower"], parts["world"]
+    model = copy.deepcopy(parts["model"])
+    tpl = Template(tok, tower.num_tokens, 256)
+    feats = encode_images(tower, world.images, progress=False)
+    encoder_before = {k: v.clone() for k, v in tower.state_dict().items()}
+    data = {1: caption_examples(tpl, world, 16), 2: instruction_examples(tpl, world, 16, 1, 0)}
+    cfg = TrainConfig(batch_size=4, samples=8, lr=1e-2, precision="fp32", num_workers=0)
+    for stage in (1, 2):
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        task = VLMStageTask(model, feats, stage)
+        groups = task.param_groups(0.0)
+        in_optimizer = {id(p) for g in groups for p in g["params"]}
+        declared = list(STAGE_TRAINABLE[stage])
+        expected = {id(p) for name in declared for p in getattr(model, name).parameters()}
+        assert in_optimizer == expected
+        Trainer(
+            task,
+            ExampleDataset(*data[stage]),
+            PadCollate(tok.pad_token_id),
+            cfg,
+            tmp_path / f"s{stage}",
+            progress=False,
+        ).fit()
+        for name, p in model.named_parameters():
+            changed = not torch.equal(p, before[name])
+            assert changed == (name.split(".")[0] in declared), (stage, name)
+        summary = task.summary(vision=tower)
+        assert summary["trainable"] == sorted(declared)
+        assert summary["trainable_params"] == sum(
+            p.numel() for m in declared for p in getattr(model, m).parameters()
+        )
+    for k, v in tower.state_dict().items():
+        assert torch.equal(v, encoder_before[k]), k
+
+
+def test_pipeline_records_stages_and_keeps_the_encoder(root: Path, trained: dict) -> None:
+    stages = trained["stages"]
+    assert stages["stage1"]["trainable"] == ["projector"]
+    assert stages["stage1"]["frozen"] == ["lm", "vision"]
+    assert stages["stage2"]["trainable"] == ["lm", "projector"]
+    assert stages["stage2"]["frozen"] == ["vision"]
+    assert trained["projector"] == "mlp2x_gelu" and trained["num_image_tokens"] == 16
+    rows = (root / "vlm0" / "stage2" / "metrics.jsonl").read_text().splitlines()
+    assert rows and "loss" in json.loads(rows[-1])
+    # the checkpoint's encoder is a byte-exact copy of the run's, and loads as the tower
+    original = load_file(str(root / "enc0" / "encoder.safetensors"))
+    copied = load_file(str(root / "vlm0" / "encoders" / "0" / "encoder.safetensors"))
+    assert original.keys() == copied.keys()
+    assert all(torch.equal(original[k], copied[k]) for k in original)
+    # stage 1 left the stage-0 LM untouched (the stage-1 checkpoint holds the whole task)
+    lm_dir = Path(trained["lm"]["source"]) / "lm"
+    lm0 = load_file(str(lm_dir / "model.safetensors"))
+    ckpt = next((root / "vlm0" / "stage1" / "checkpoints").glob("step_*"))
+    stage1 = load_file(str(ckpt / "model.safetensors"))
+    for k, v in lm0.items():
+        assert torch.equal(stage1[f"model.lm.{k}"], v), k
+
+
+def test_stage0_is_cached_and_shared(root: Path, trained: dict) -> None:
+    cfg = VLMConfig.smoke()
+    world = read_world(train_split(root / "data"), cfg.stage0.examples, image_size=64)
+    done = Path(trained["lm"]["source"]) / "lm.json"
+    stamp = done.stat().st_mtime_ns
+    assert pretrain_lm(cfg, world, root / "lm", progress=False) == done.parent
+    assert done.stat().st_mtime_ns == stamp  # found, not retrained
+
+
+# --- inference ------------------------------------------------------------------------------------
+
+
+def _vlm(parts: dict) -> VLM:
+    return VLM(parts["tower"], parts["model"], parts["tok"], parts["cfg"])
+
+
+def test_batch_equals_one_by_one(parts: dict) -> None:
+    vlm, images = _vlm(parts), _images(parts["world"])
+    scores = vlm.score_choices(images, PROMPTS)
+    assert scores.shape == (len(PROMPTS), 4) and bool((scores < 0).all())
+    single = torch.cat([vlm.score_choices(images[i : i + 1], PROMPTS[i : i + 1]) for i in range(6)])
+    torch.testing.assert_close(scores, single, rtol=0, atol=1e-5)
+    answers = vlm.generate(images, PROMPTS, max_new_tokens=6)
+    assert answers == [vlm.generate(images[i : i + 1], [p], 6)[0] for i, p in enumerate(PROMPTS)]
+    assert all(answers) and len(set(answers)) > 1  # non-trivial outputs, so the check has teeth
+
+
+def test_kv_cache_equals_no_cache(parts: dict) -> None:
+    vlm, images = _vlm(parts), _images(parts["world"])
+    cached = vlm.generate(images, PROMPTS, max_new_tokens=8)
+    assert cached == vlm.generate(images, PROMPTS, max_new_tokens=8, use_cache=False)
+    assert all(cached)
+
+
+def test_score_uses_the_image(parts: dict) -> None:
+    vlm, images = _vlm(parts), _images(parts["world"], 2)
+    a = vlm.score_choices(images, [MC, MC])
+    assert not torch.allclose(a[0], a[1])  # same prompt, different images
+
+
+def test_checkpoint_roundtrip_and_hash(root: Path, trained: dict) -> None:
+    vlm = load(root / "vlm0")
+    assert vlm.checkpoint_hash == trained["checkpoint_hash"] == load(root / "vlm0").checkpoint_hash
+    world = read_world(train_split(root / "data"), 4, image_size=64)
+    images = _images(world, 4)
+    scores = vlm.score_choices(images, PROMPTS[:4])
+    assert torch.isfinite(scores).all()
+    # a finished checkpoint is returned as is (no retraining), and training is deterministic
+    again = train_vlm(
+        [root / "enc0"], root / "data", root / "vlm0", VLMConfig.smoke(), root / "lm", False
+    )
+    assert again == trained
+    twin = train_vlm(
+        [root / "enc0"], root / "data", root / "twin", VLMConfig.smoke(), root / "lm", False
+    )
+    assert twin["checkpoint_hash"] == trained["checkpoint_hash"]
+
+
+def test_fused_vlm_on_an_external_lm(root: Path, trained: dict) -> None:
+    lm_dir = Path(trained["lm"]["source"]) / "lm"
+    cfg = VLMConfig.smoke().model_copy(update={"lm_path": str(lm_dir)})
+    record = train_vlm(
+        [root / "enc0", root / "enc1"], root / "data", root / "fused", cfg, None, False
+    )
+    assert record["projector"] == "fused_mlp3x_gelu"
+    assert record["lm"] == {"source": str(lm_dir)}  # no stage 0: the given LM is used as is
+    assert record["checkpoint_hash"] != trained["checkpoint_hash"]
+    vlm = load(root / "fused")
+    assert vlm.tower.dim == 128 and len(vlm.tower.encoders) == 2
+    images = _images(read_world(train_split(root / "data"), 2, image_size=64), 2)
+    assert vlm.score_choices(images, [MC, MC]).shape == (2, 4)
+
+
+def test_real_vs_blank_counts_argmax_hits(root: Path, parts: dict) -> None:
+    vlm = _vlm(parts)
+    images, prompts, letters = heldout_questions(root / "data", 8, image_size=64)
+    assert len(prompts) == 8 and set(letters) <= {"A", "B", "C", "D"}
+    assert all(p.endswith("directly.") for p in prompts)
+    result = real_vs_blank(vlm, images, prompts, letters, batch_size=3)
+    picks = vlm.score_choices(images, prompts).argmax(1)
+    expected = float(sum("ABCD"[int(k)] == t for k, t in zip(picks, letters, strict=True)) / 8)
+    assert result["real"] == pytest.approx(expected)
+    assert 0.0 <= result["blank"] <= 1.0 and result["gain"] == result["real"] - result["blank"]
+
+
+# --- configs and bad input ------------------------------------------------------------------------
+
+
+def _one_line(err: pytest.ExceptionInfo, *names: object) -> None:
+    msg = str(err.value)
+    assert "\n" not in msg
+    for name in names:
+        assert str(name) in msg
+
+
+def test_smoke_preset_and_yaml_override(tmp_path: Path) -> None:
+    assert load_vlm_config("smoke") == VLMConfig.smoke()
+    path = tmp_path / "p.yaml"
+    path.write_text("vlm:\n  n_turns: 3\n  stage2: {train: {lr: 1.0e-4}}\n")
+    cfg = load_vlm_config(str(path))
+    assert cfg.n_turns == 3 and cfg.stage2.train.lr == 1e-4
+    assert cfg.stage2.examples == VLMConfig().stage2.examples
+    path.write_text("vlm:\n  stage1: {bogus: 1}\n")
+    with pytest.raises(ConfigError) as err:
+        load_vlm_config(str(path))
+    _one_line(err, "vlm.stage1.bogus")
+
+
+def test_bad_images(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(DataError) as err:
+        read_image(tmp_path / "missing.png", 64)
+    _one_line(err, tmp_path / "missing.png")
+    fake = tmp_path / "fake.png"
+    fake.write_text("not an image")
+    with pytest.raises(DataError) as err:
+        read_image(fake, 64)
+    _one_line(err, fake, "not a readable image")
+    first = next((root / "data" / "train").glob("*.tar"))
+    assert first.is_file()
+
+
+def test_bad_lm_path(root: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_lm(tmp_path / "no-lm")
+    _one_line(err, tmp_path / "no-lm")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ConfigError) as err:
+        load_lm(tmp_path / "empty")
+    _one_line(err, tmp_path / "empty", "not a Hugging Face causal LM")
+    cfg = VLMConfig.smoke().model_copy(update={"lm_path": str(tmp_path / "no-lm")})
+    with pytest.raises(ConfigError) as err:
+        train_vlm([root / "enc0"], root / "data", tmp_path / "out", cfg, progress=False)
+    _one_line(err, tmp_path / "no-lm")
+
+
+def test_encoders_that_do_not_fit(root: Path, trained: dict, tmp_path: Path) -> None:
+    enc0, enc_p8 = load_encoder(root / "enc0"), load_encoder(root / "enc_p8")
+    with pytest.raises(ConfigError) as err:
+        VisionTower([enc0, enc_p8], names=["enc0", str(root / "enc_p8")])
+    _one_line(err, root / "enc_p8", "patch grid")
+    with pytest.raises(ConfigError) as err:
+        VisionTower([enc0], tap_layer=-3, names=[str(root / "enc0")])
+    _one_line(err, root / "enc0", "tap_layer -3")
+    with pytest.raises(ConfigError) as err:
+        VisionTower([enc0], pool_tokens=64, names=["enc0"])
+    _one_line(err, "pool_tokens 64")
+    with pytest.raises(EncoderlabError) as err:
+        train_vlm([tmp_path / "nope"], root / "data", tmp_path / "o", VLMConfig.smoke())
+    _one_line(err, tmp_path / "nope")
+    # a checkpoint whose encoder was swapped for one of another size: the projector says so
+    ckpt = tmp_path / "swapped"
+    shutil.copytree(root / "vlm0", ckpt)
+    wide = write_encoder_run(
+        EncoderConfig(size="tiny", image_size=64, patch_size=16), tmp_path / "w"
+    )
+    for name in ("encoder.safetensors", "encoder.json"):
+        shutil.copyfile(wide / name, ckpt / "encoders" / "0" / name)
+    with pytest.raises(EncoderlabError) as err:
+        load(ckpt)
+    _one_line(err, ckpt / "projector.safetensors")
+
+
+def test_cli_ask(root: Path, trained: dict, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import encoderlab.cli.vlm  # noqa: F401 - registers the `vlm` commands
+    from encoderlab.cli import main
+
+    image = tmp_path / "img.png"
+    from PIL import Image
+
+    pixels = read_world(train_split(root / "data"), 1, 64).images[0]
+    Image.fromarray(pixels.permute(1, 2, 0).numpy()).save(image)
+    main(["vlm", "ask", str(root / "vlm0"), str(image), MC])
+    answer = capsys.readouterr().out.splitlines()
+    assert len(answer) == 1  # the (stripped) greedy answer, possibly empty for a smoke VLM
+    with pytest.raises(SystemExit) as code:
+        main(["vlm", "ask", str(root / "vlm0"), str(tmp_path / "none.png"), MC])
+    assert code.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "none.png" in err
