@@ -29,6 +29,7 @@ from encoderlab.config import load_preset
 from encoderlab.data.reader import SampleDataset, collate, index_source
 from encoderlab.encoders.vit import EncoderConfig, build_encoder
 from encoderlab.objectives import ObjectiveConfig, build_objective
+from encoderlab.precision import autocast, resolve_precision
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.pretrain import PretrainConfig, pretrain
 
@@ -47,8 +48,14 @@ main(sys.argv[2:])
 
 
 def matmul_peak(seconds: float = 3.0, n: int = 1024) -> float:
-    """bf16 matmul GFLOP/s on this machine (all threads torch uses)."""
-    a, b = torch.randn(n, n, dtype=torch.bfloat16), torch.randn(n, n, dtype=torch.bfloat16)
+    """Matmul GFLOP/s on this machine (all threads torch uses) in the precision training uses:
+    bf16 where native, else fp32."""
+    dtype = (
+        torch.bfloat16
+        if resolve_precision("auto", torch.device("cpu")) == "bf16"
+        else torch.float32
+    )
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     for _ in range(3):
         a @ b
     count, start = 0, time.perf_counter()
@@ -70,7 +77,7 @@ def flops_per_sample(objective: str, preset: dict, data: Path, batch: int) -> fl
     )
     inputs = task.prepare_batch(sample, 0)
     counter = FlopCounterMode(display=False)
-    with counter, torch.autocast("cpu", dtype=torch.bfloat16):
+    with counter, autocast("auto", torch.device("cpu")):
         task(inputs)["loss"].backward()
     return counter.get_total_flops() / batch
 
@@ -92,13 +99,16 @@ def ours(objective: str, preset: dict, data: Path, steps: int, out: Path) -> flo
 
 def openclip(steps: int, out: Path) -> float:
     """Samples/s that OpenCLIP's trainer logs (mean over its log lines after the first)."""
+    # The same precision ours resolves to: amp_bf16 where bf16 is native, else fp32 (emulated
+    # bf16 would make OpenCLIP many times slower and the comparison meaningless).
+    precision = "amp_bf16" if resolve_precision("auto", torch.device("cpu")) == "bf16" else "fp32"
     cfg = out / "encoderlab-tiny.json"
     cfg.write_text(json.dumps(OPENCLIP_CONFIG))
     runner = out / "run_openclip.py"
     runner.write_text(OPENCLIP_RUNNER)
     args = [
         "--dataset-type", "synthetic", "--train-num-samples", str(128 * steps), "--batch-size", "128",
-        "--epochs", "1", "--model", "encoderlab-tiny", "--precision", "amp_bf16", "--workers", "0",
+        "--epochs", "1", "--model", "encoderlab-tiny", "--precision", precision, "--workers", "0",
         "--lr", "5e-4", "--wd", "0.05", "--beta2", "0.98", "--eps", "1e-6", "--warmup", "2",
         "--grad-clip-norm", "3.0", "--local-loss", "--gather-with-grad", "--log-every-n-steps", "5",
         "--report-to", "", "--save-frequency", "0", "--logs", str(out / "logs"), "--name", "bench",
@@ -122,7 +132,8 @@ def main() -> None:
     args = parser.parse_args()
     preset = load_preset("tiny")
     peak = matmul_peak()
-    print(f"bf16 matmul peak: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
+    prec = resolve_precision("auto", torch.device("cpu"))
+    print(f"{prec} matmul peak: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset
 
 from encoderlab.data.reader import SampleDataset, index_source
 from encoderlab.errors import DataError
+from encoderlab.suite.questions import training_conversation
 from encoderlab.vlm.template import IGNORE_INDEX, Example, Template, user_text
 
 __all__ = [
@@ -39,12 +40,6 @@ __all__ = [
 ]
 
 ConversationFn = Callable[[dict[str, Any], np.random.Generator, int], list[tuple[str, str]]]
-
-
-def default_conversations() -> ConversationFn:
-    from encoderlab.suite.questions import training_conversation
-
-    return training_conversation
 
 
 @dataclass
@@ -98,7 +93,7 @@ def conversations(
     world: TrainWorld, n: int, n_turns: int, seed: int, stage: int, fn: ConversationFn | None = None
 ) -> list[tuple[int, list[tuple[str, str]]]]:
     """``(sample index, turns)`` for the first ``n`` samples (samples without questions skipped)."""
-    fn = fn or default_conversations()
+    fn = fn or training_conversation
     out = []
     for i in range(min(n, len(world))):
         turns = fn(world.metas[i], conversation_rng(seed, stage, i), n_turns)

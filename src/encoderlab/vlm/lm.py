@@ -36,6 +36,7 @@ from encoderlab.train.distributed import DistInfo, barrier
 from encoderlab.train.trainer import Trainer
 from encoderlab.vlm.config import LMConfig, VLMConfig
 from encoderlab.vlm.data import (
+    ConversationFn,
     ExampleDataset,
     PadCollate,
     TrainWorld,
@@ -120,7 +121,7 @@ def pretrain_lm(
     cache_root: Path,
     progress: bool = True,
     dist_info: DistInfo | None = None,
-    conversation_fn: Any = None,
+    conversation_fn: ConversationFn | None = None,
 ) -> Path:
     """Stage 0: train (or find in ``cache_root``) the embedded LM; return its directory."""
     dist = dist_info or DistInfo()
@@ -140,11 +141,11 @@ def pretrain_lm(
     start = time.perf_counter()
     tokenizer = train_tokenizer(texts, cfg.lm.vocab_size)
     template = Template(tokenizer, num_image_tokens=0, max_text_tokens=cfg.max_text_tokens)
-    # Each sample gives two texts: its caption (loss on it all: stage 1 predicts captions) and
-    # its conversation with the caption in the image slot (loss on the answers, as in stage 2).
-    # The LM thus learns to answer from what fills that slot, the skill a VLM needs when image
-    # tokens take the caption's place; trained on the conversations alone, it never reads its
-    # context (measured: the same answer loss with the sample's caption or another one).
+    # Each sample gives two texts: its caption (loss on all of it: stage 1 predicts captions)
+    # and its conversation with the caption in the image slot (loss on the answers, as in
+    # stage 2), so the LM meets the answers in the stage-2 format, conditioned on a description
+    # of the picture. (At the tiny budget it does not learn to exploit that context yet: its
+    # answer loss is the same with the sample's caption or another sample's.)
     docs = {(i, 0): template.caption(c, image=False) for i, c in enumerate(captions)}
     for i, turns in convs:
         docs[i, 1] = template.conversation(turns, picture=captions[i])

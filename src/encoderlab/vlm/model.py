@@ -111,6 +111,11 @@ class VLM(nn.Module):
         return str(self.info.get("checkpoint_hash", ""))
 
     @property
+    def image_size(self) -> int:
+        """The encoders' input size (the suite harness resizes its images to it)."""
+        return self.tower.image_size
+
+    @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 

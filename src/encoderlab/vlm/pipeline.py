@@ -82,18 +82,18 @@ def train_vlm(
     names = [str(d) for d in dirs]
     tower = VisionTower([load_encoder(d) for d in dirs], cfg.tap_layer, cfg.pool_tokens, names)
     tower.to(dist.device)
+    if cfg.lm_path is not None:  # a given LM: checked before reading any data
+        lm_dir, lm_record = Path(cfg.lm_path), {"source": cfg.lm_path}
+        lm, tokenizer = load_lm(lm_dir)
     need = max(cfg.image_examples, cfg.stage0.examples if cfg.lm_path is None else 0)
     world = read_world(train_split(data), need, image_size=tower.image_size)
     world.images = world.images[: cfg.image_examples]
-
     if cfg.lm_path is None:
         root = pretrain_lm(
             cfg, world, Path(lm_cache or out.parent / "lm-cache"), progress, dist, conversation_fn
         )
         lm_dir, lm_record = root / "lm", {"source": str(root), **lm_info(root)}
-    else:
-        lm_dir, lm_record = Path(cfg.lm_path), {"source": cfg.lm_path}
-    lm, tokenizer = load_lm(lm_dir)
+        lm, tokenizer = load_lm(lm_dir)
     limit = getattr(lm.config, "max_position_embeddings", None)
     if limit is not None and tower.num_tokens + cfg.max_text_tokens > limit:
         raise ConfigError(

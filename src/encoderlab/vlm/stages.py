@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from transformers import PreTrainedModel
 
 from encoderlab.vlm.model import VLMModel
+from encoderlab.vlm.template import IGNORE_INDEX
 
-__all__ = ["STAGE_TRAINABLE", "LMTask", "VLMStageTask", "parameter_summary"]
+__all__ = ["STAGE_TRAINABLE", "LMTask", "VLMStageTask", "loss_items", "parameter_summary"]
 
 STAGE_TRAINABLE: dict[int, tuple[str, ...]] = {1: ("projector",), 2: ("projector", "lm")}
 
@@ -47,6 +49,18 @@ def parameter_summary(stage: int, modules: dict[str, nn.Module]) -> dict[str, An
     }
 
 
+def loss_items(labels: torch.Tensor) -> torch.Tensor:
+    """Tokens with a loss in the global batch over the world size, as Hugging Face's
+    ``num_items_in_batch``: each rank's loss is then its summed token losses over that count,
+    and DDP's gradient average is exactly the single-process per-token mean, however the
+    answer tokens fall across ranks (a per-rank mean would weight ranks, not tokens)."""
+    n = (labels[:, 1:] != IGNORE_INDEX).sum().float()
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(n)
+        n /= dist.get_world_size()
+    return n
+
+
 class _Task(nn.Module):
     """No-op hooks of the trainer's task interface."""
 
@@ -72,7 +86,9 @@ class LMTask(_Task):
 
     def prepare_batch(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
         dev = self._device()
-        return {k: batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels")}
+        inputs = {k: batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels")}
+        inputs["num_items_in_batch"] = loss_items(inputs["labels"])
+        return inputs
 
     def forward(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         return {"loss": self.lm(**inputs, use_cache=False).loss}
@@ -105,6 +121,7 @@ class VLMStageTask(_Task):
         dev = self._device()
         inputs = {k: batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels")}
         inputs["features"] = self.features[batch["image"]].to(dev)
+        inputs["num_items_in_batch"] = loss_items(inputs["labels"])
         return inputs
 
     def forward(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:

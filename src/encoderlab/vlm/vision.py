@@ -83,8 +83,11 @@ class VisionTower(nn.Module):
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[B, 3, H, W]`` -> float32 ``[B, num_tokens, dim]``."""
+        """uint8 ``[B, 3, H, W]`` -> float32 ``[B, num_tokens, dim]`` (other sizes are resized
+        to the encoder's, since the token count is fixed by the template)."""
         x = normalize(images.to(next(self.parameters()).device))
+        if x.shape[-2:] != (self.image_size, self.image_size):
+            x = F.interpolate(x, size=self.image_size, mode="bicubic", antialias=True)
         feats = []
         for enc in self.encoders:
             f = enc.tap(x, kind="patch", layer=self.tap_layer).float()
