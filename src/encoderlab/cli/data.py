@@ -8,7 +8,6 @@ from collections import Counter
 from pathlib import Path
 
 import typer
-from PIL import Image
 from rich.table import Table
 
 from encoderlab.cli import app
@@ -63,21 +62,11 @@ def preview(
     scale: int = typer.Option(3, help="pixel upscaling"),
 ) -> None:
     """Write a PNG grid of the first N samples with their captions."""
-    from encoderlab.data.preview import preview_grid
-    from encoderlab.data.reader import SampleDataset, index_source
+    from encoderlab.data.preview import preview_source
 
     source = _split_dir(path, split) if path.is_dir() else path
-    refs, _ = index_source(source, require_text=False)
-    dataset = SampleDataset(refs[:n])
-    samples = []
-    for i in range(len(dataset)):
-        item = dataset[i]
-        if "skip" in item:
-            continue
-        image = Image.fromarray(item["image"].permute(1, 2, 0).numpy())
-        samples.append({"image": image, "text": item["text"]})
     out = out or (path if path.is_dir() else path.parent) / "preview.png"
-    preview_grid(samples, out, cols=cols, scale=scale)
+    preview_source(source, out, n=n, cols=cols, scale=scale)
     console.print(f"wrote {out}")
 
 

@@ -45,3 +45,19 @@ def preview_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     grid.save(path)
     return path
+
+
+def preview_source(source: str | Path, path: str | Path, n: int = 32, **grid: Any) -> Path:
+    """Grid of the first ``n`` readable samples of any source the reader takes (shard
+    directory, ``.tar``, labels ``.csv``); undecodable samples are left out."""
+    from encoderlab.data.reader import SampleDataset, index_source
+
+    refs, _ = index_source(source, require_text=False)
+    dataset = SampleDataset(refs[:n])
+    samples = []
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if "skip" not in item:
+            image = Image.fromarray(item["image"].permute(1, 2, 0).numpy())
+            samples.append({"image": image, "text": item["text"]})
+    return preview_grid(samples, path, **grid)

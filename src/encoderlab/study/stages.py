@@ -40,20 +40,9 @@ def split_dir(cfg: StudyConfig, out: Path, split: str) -> Path:
 
 def preview_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
     def run(stage: Stage) -> dict[str, Any]:
-        from PIL import Image
+        from encoderlab.data.preview import preview_source
 
-        from encoderlab.data.preview import preview_grid
-        from encoderlab.data.reader import SampleDataset, index_source
-
-        refs, _ = index_source(split_dir(cfg, out, "train"), require_text=False)
-        dataset = SampleDataset(refs[:32])
-        samples = []
-        for i in range(len(dataset)):
-            item = dataset[i]
-            if "skip" not in item:
-                image = Image.fromarray(item["image"].permute(1, 2, 0).numpy())
-                samples.append({"image": image, "text": item["text"]})
-        path = preview_grid(samples, stage.directory / "preview.png")
+        path = preview_source(split_dir(cfg, out, "train"), stage.directory / "preview.png")
         return {"path": str(path)}
 
     return Stage("preview", out / "preview", {"n": 32}, run, [data])
