@@ -6,7 +6,7 @@ Runs, one after the other on the same machine: a bf16 matmul to measure the mach
 our trainer (real shards, real data loading) for each objective; OpenCLIP's trainer
 (`python -m open_clip_train.main --dataset-type synthetic`) on the identical CLIP model config
 (ViT dim 192 / depth 6 / patch 8 at 64 px, text width 192 / 4 layers / context 32, embed 256,
-batch 128, amp_bf16, no loader workers). Prints pairs/s, the ratio to OpenCLIP and the FLOP
+the preset's batch size, amp_bf16 where bf16 is native else fp32, no loader workers). Prints pairs/s, the ratio to OpenCLIP and the FLOP
 utilisation (model FLOPs per sample, counted with torch's FlopCounterMode, times samples/s,
 over the measured bf16 matmul rate).
 """
@@ -89,7 +89,8 @@ def flops_per_sample(objective: str, preset: dict, data: Path, batch: int) -> fl
 
 def ours(objective: str, preset: dict, data: Path, steps: int, out: Path) -> float:
     """Samples/s of our trainer after the first logging window (warm-up) is dropped."""
-    train = {**preset["pretrain"], "samples": 128 * steps, "batch_size": 128, "log_every": 5}
+    batch = preset["pretrain"]["batch_size"]
+    train = {**preset["pretrain"], "samples": batch * steps, "log_every": 5}
     train.update(checkpoint_every=10**6, num_workers=0)
     cfg = PretrainConfig(
         encoder=EncoderConfig(**preset["encoder"]),
@@ -102,7 +103,7 @@ def ours(objective: str, preset: dict, data: Path, steps: int, out: Path) -> flo
     return sum(rates) / len(rates)
 
 
-def openclip(steps: int, out: Path) -> float:
+def openclip(steps: int, batch: int, out: Path) -> float:
     """Samples/s that OpenCLIP's trainer logs (mean over its log lines after the first)."""
     # The same precision ours resolves to: amp_bf16 where bf16 is native, else fp32 (emulated
     # bf16 would make OpenCLIP many times slower and the comparison meaningless).
@@ -112,7 +113,7 @@ def openclip(steps: int, out: Path) -> float:
     runner = out / "run_openclip.py"
     runner.write_text(OPENCLIP_RUNNER)
     args = [
-        "--dataset-type", "synthetic", "--train-num-samples", str(128 * steps), "--batch-size", "128",
+        "--dataset-type", "synthetic", "--train-num-samples", str(batch * steps), "--batch-size", str(batch),
         "--epochs", "1", "--model", "encoderlab-tiny", "--precision", precision, "--workers", "0",
         "--lr", "5e-4", "--wd", "0.05", "--beta2", "0.98", "--eps", "1e-6", "--warmup", "2",
         "--grad-clip-norm", "3.0", "--local-loss", "--gather-with-grad", "--log-every-n-steps", "5",
@@ -138,17 +139,21 @@ def main() -> None:
     preset = load_preset("tiny")
     peak = matmul_peak()
     prec = resolve_precision("auto", torch.device("cpu"))
-    print(f"{prec} matmul peak: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads)")
+    print(
+        f"{prec} matmul peak: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads), "
+        f"batch {preset['pretrain']['batch_size']}"
+    )
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        oc = openclip(args.steps, out)
-        oc_flops = flops_per_sample("clip", preset, args.data, 128)
+        batch = preset["pretrain"]["batch_size"]
+        oc = openclip(args.steps, batch, out)
+        oc_flops = flops_per_sample("clip", preset, args.data, batch)
         rows.append(("OpenCLIP trainer (clip)", oc, oc_flops))
         for name in args.objectives.split(","):
             rate = ours(name, preset, args.data, args.steps, out)
             rows.append(
-                (f"encoderlab {name}", rate, flops_per_sample(name, preset, args.data, 128))
+                (f"encoderlab {name}", rate, flops_per_sample(name, preset, args.data, batch))
             )
     print(
         f"\n{'trainer':34} {'samples/s':>10} {'vs OpenCLIP':>12} {'GFLOP/sample':>13} {'util':>6}"

@@ -4,7 +4,7 @@ Usage: ``python bench/bench_vlm.py [--preset tiny] [--out bench/out/vlm] [--data
 Targets on the 2-core dev machine (tiny preset): stage 0 <= 3 min, each VLM (stages 1 + 2,
 feature cache included) <= 5 min, aiming at ~1.5 min so a 5-VLM study fits in 20 min.
 
-Until pretrained encoder runs exist, the encoders are random-init tiny ViTs (64 px, patch 8:
+With ``--runs``, the VLMs read trained encoder runs; otherwise the encoders are random-init tiny ViTs (64 px, patch 8:
 64 image tokens) saved in a pretraining run's layout; "clip" and "dino" differ only by init
 seed. Their cost is what matters here: a VLM's training time does not depend on the encoder's
 weights. Prints wall-clock and CPU seconds (on a shared machine, CPU time shows the code's
@@ -44,6 +44,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/out/vlm"))
     parser.add_argument("--data", type=Path, default=None, help="existing data set (else made)")
     parser.add_argument("--encoders", nargs="+", default=["clip", "dino"])
+    parser.add_argument(
+        "--runs", nargs="+", type=Path, default=None,
+        help="trained encoder runs (e.g. runs/tiny/pretrain/clip) instead of random-init ones",
+    )  # fmt: skip
     parser.add_argument("--fresh", action="store_true", help="delete OUT first (no caches)")
     parser.add_argument("--progress", action="store_true")
     args = parser.parse_args()
@@ -65,8 +69,12 @@ def main() -> None:
     world = read_world(train_split(data), cfg.stage0.examples, image_size=64, images=False)
     _, wall, cpu = timed(pretrain_lm, cfg, world, args.out / "lm-cache", args.progress)
     rows.append(("stage 0 (LM)", cfg.stage0.train.total_steps, wall, cpu, "", ""))
-    for seed, name in enumerate(args.encoders):
-        run = write_encoder_run(EncoderConfig(size="tiny", seed=seed), args.out / "enc" / name)
+    runs = args.runs or [
+        write_encoder_run(EncoderConfig(size="tiny", seed=seed), args.out / "enc" / name)
+        for seed, name in enumerate(args.encoders)
+    ]
+    for run in runs:
+        name = Path(run).name
         out = args.out / f"vlm-{name}"
         shutil.rmtree(out, ignore_errors=True)
         record, wall, cpu = timed(

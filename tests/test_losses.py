@@ -27,6 +27,7 @@ CFG = ObjectiveConfig(
         "bottleneck_dim": 16,
         "n_local_crops": 2,
         "local_crop_size": 16,
+        "head_batchnorm": True,  # as the presets: the DDP test covers its all-reduced statistics
     },
 )
 
@@ -204,6 +205,22 @@ def test_dino_loss_and_centre_by_hand() -> None:
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     torch.testing.assert_close(loss_fn.center, torch.tensor([new_centre]))
     assert "center" in loss_fn.state_dict()
+
+
+def test_dino_head_batchnorm_uses_batch_statistics() -> None:
+    from encoderlab.objectives.dino import DinoHead, GlobalBatchNorm
+
+    x = torch.randn(16, 8, generator=torch.Generator().manual_seed(0)) * 3 + 5
+    bn = GlobalBatchNorm(8)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    ref = F.batch_norm(x, None, None, bn.weight, bn.bias, training=True, eps=bn.eps)
+    torch.testing.assert_close(bn(x), ref)
+    bn.eval()  # no running statistics: the teacher (always in eval) normalises its own batch
+    torch.testing.assert_close(bn(x), ref)
+    head = DinoHead(8, 32, hidden_dim=12, bottleneck_dim=4, nlayers=3, use_bn=True)
+    assert sum(isinstance(m, GlobalBatchNorm) for m in head.modules()) == 2  # after each hidden
 
 
 def test_dino_teacher_is_an_ema_of_the_student() -> None:

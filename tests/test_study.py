@@ -29,6 +29,18 @@ def test_smoke_study_runs_every_stage(smoke_study: tuple[Path, dict]) -> None:
     for name in ("clip", "siglip", "clip-pretrained-text", "dino"):
         assert (out / "pretrain" / name / "run.json").is_file()
     assert (out / "control" / "control.md").is_file()
+    for vlm in ("clip", "dino", "fused"):
+        assert (out / "vlm" / vlm / "vlm.json").is_file()
+        assert (out / "suite" / vlm / "results.json").is_file()
+    assert (out / "report" / "report.html").is_file()
+
+
+def _plan_after(edit, out: Path, tmp_path: Path) -> dict[str, str]:
+    preset = load_preset("smoke")
+    edit(preset)
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    return {s.name: state for s, state in Study(load_study(str(path)), out, progress=False).plan()}
 
 
 def test_rerun_trains_nothing_and_a_changed_knob_reruns_only_downstream(
@@ -37,17 +49,33 @@ def test_rerun_trains_nothing_and_a_changed_knob_reruns_only_downstream(
     out, _ = smoke_study
     again = Study(load_study("smoke"), out, progress=False)
     assert {s.name: state for s, state in again.plan()} == {s.name: "done" for s in again.stages}
-    preset = load_preset("smoke")
-    preset.setdefault("control", {})["max_iter"] = 7
-    path = tmp_path / "changed.yaml"
-    path.write_text(yaml.safe_dump(preset))
-    changed = {
-        s.name: state for s, state in Study(load_study(str(path)), out, progress=False).plan()
-    }
+    changed = _plan_after(lambda p: p.setdefault("control", {}).update(max_iter=7), out, tmp_path)
     # the control check and what reads it (the report) rerun; nothing upstream or beside it
     assert changed.pop("control") == "stale"
     assert changed.pop("report") == "stale"
     assert set(changed.values()) == {"done"}
+
+
+def test_changing_the_vlm_lr_reruns_only_the_vlms_and_what_follows(
+    smoke_study: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, _ = smoke_study
+    changed = _plan_after(
+        lambda p: p.setdefault("vlm", {}).update(stage2={"train": {"lr": 5e-4}}), out, tmp_path
+    )
+    stale = sorted(name for name, state in changed.items() if state != "done")
+    vlms = ("clip", "dino", "fused")
+    assert stale == sorted([*(f"vlm/{v}" for v in vlms), *(f"suite/{v}" for v in vlms), "report"])
+
+
+def test_an_objective_knob_reruns_only_that_objective_and_its_dependants(
+    smoke_study: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, _ = smoke_study
+    changed = _plan_after(lambda p: p["objective"]["dino"].update(teacher_temp=0.02), out, tmp_path)
+    stale = sorted(name for name, state in changed.items() if state != "done")
+    dependants = ["control", "analysis", "vlm/dino", "vlm/fused", "suite/dino", "suite/fused"]
+    assert stale == sorted(["pretrain/dino", *dependants, "report"])
 
 
 def test_interrupted_stage_is_never_taken_as_done(tmp_path: Path) -> None:
@@ -73,6 +101,8 @@ def test_interrupted_stage_is_never_taken_as_done(tmp_path: Path) -> None:
             "objectives: Value error, unknown objective 'mae'",
         ),
         (lambda p: p.update(colour=1), "colour: unknown key"),
+        (lambda p: p.update(vlm={"stage2": {"train": {"lr": "fast"}}}), "vlm.stage2.train.lr"),
+        (lambda p: p.update(fused=["clip", "mae"]), "fused: Value error, 'mae' is not among"),
     ],
 )
 def test_bad_study_yaml_is_one_line_with_the_key_path(edit, needle: str, tmp_path: Path) -> None:
@@ -88,3 +118,28 @@ def test_bad_study_yaml_is_one_line_with_the_key_path(edit, needle: str, tmp_pat
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("edit", "needle"),
+    [
+        (lambda p: p.update(data_path="/no/such/shards"), "data_path: /no/such/shards"),
+        (lambda p: p.update(vlm={"lm_path": "/no/such/lm"}), "vlm.lm_path: /no/such/lm"),
+    ],
+)
+def test_a_missing_path_fails_in_one_line_before_anything_runs(
+    edit, needle: str, tmp_path: Path
+) -> None:
+    preset = load_preset("smoke")
+    edit(preset)
+    path = tmp_path / "paths.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    proc = subprocess.run(
+        [sys.executable, "-m", "encoderlab", "study", "run", "--preset", str(path),
+         "--out", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
+    assert needle in proc.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())

@@ -323,7 +323,9 @@ def _one_line(err: pytest.ExceptionInfo, *names: object) -> None:
 
 
 def test_smoke_preset_and_yaml_override(tmp_path: Path) -> None:
-    assert load_vlm_config("smoke") == VLMConfig.smoke()
+    smoke = VLMConfig.smoke()  # the smoke preset's `vlm:` section over the tiny recipe
+    assert smoke.lm.hidden_size == 64 and smoke.stage0.train.total_steps == 8
+    assert smoke.stage1.train.warmup_frac == VLMConfig().stage1.train.warmup_frac
     path = tmp_path / "p.yaml"
     path.write_text("vlm:\n  n_turns: 3\n  stage2: {train: {lr: 1.0e-4}}\n")
     cfg = load_vlm_config(str(path))

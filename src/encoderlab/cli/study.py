@@ -26,9 +26,12 @@ def _study(preset: str, out: Path | None, progress: bool = True):
 def run(
     preset: str = typer.Option("tiny", help="preset name or study YAML path"),
     out: Path = typer.Option(None, help="study directory (default runs/PRESET)"),
+    only: list[str] = typer.Option(
+        None, help="run just these stages (a name or prefix, e.g. pretrain/dino) and their inputs"
+    ),
 ) -> None:
     """Run every stage that is not already done (cached by config hash; resumes)."""
-    _study(preset, out).run()
+    _study(preset, out).run(only=only or None)
 
 
 @study_app.command("plan")

@@ -35,7 +35,9 @@ def is_current(out: Path, world: WorldConfig, data: DataConfig) -> bool:
     manifest = read_manifest(out)
     if manifest.config_hash != config_hash(dataset_config(world, data)):
         return False
-    return all((Path(out) / s.path).is_file() for split in manifest.splits.values() for s in split.shards)
+    return all(
+        (Path(out) / s.path).is_file() for split in manifest.splits.values() for s in split.shards
+    )
 
 
 def synthesize(world: WorldConfig, data: DataConfig, out: Path, progress: bool = True) -> Path:

@@ -70,6 +70,7 @@ class DinoConfig(StrictModel):
     bottleneck_dim: int = Field(256, gt=0)
     head_layers: int = Field(3, ge=1)
     norm_last_layer: bool = True
+    head_batchnorm: bool = Field(False, description="DINO's --use_bn_in_head (global batch)")
     n_local_crops: int = Field(6, ge=0, description="DINO: 8")
     local_crop_size: int = Field(32, gt=0, description="DINO: 96 px for 224-px global crops")
     global_crop_scale: Range = (0.4, 1.0)

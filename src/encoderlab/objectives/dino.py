@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
@@ -27,6 +29,33 @@ from encoderlab.train.schedule import cosine
 __all__ = ["DinoHead", "DinoObjective"]
 
 
+class GlobalBatchNorm(nn.Module):
+    """BatchNorm1d over the global batch with batch statistics only (DINO's ``use_bn_in_head``
+    with SyncBatchNorm). Written out because ``nn.SyncBatchNorm`` needs a GPU; the statistics
+    are all-reduced with gradients, so DDP on CPUs matches one process exactly. Only the head
+    uses it and the head is never used downstream, so no running statistics are kept."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        stats = torch.stack([x.sum(0), (x * x).sum(0)])
+        count = x.new_tensor(float(len(x)))
+        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            stats = dist_nn.all_reduce(stats)
+            count = count * dist.get_world_size()
+        mean = stats[0] / count
+        var = (stats[1] / count - mean * mean).clamp_min(0)
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def _norm(dim: int, use_bn: bool) -> list[nn.Module]:
+    return [GlobalBatchNorm(dim)] if use_bn else []
+
+
 class DinoHead(nn.Module):
     """MLP -> L2-normalised bottleneck -> weight-normalised linear layer (DINO's ``DINOHead``)."""
 
@@ -38,15 +67,16 @@ class DinoHead(nn.Module):
         bottleneck_dim: int = 256,
         nlayers: int = 3,
         norm_last_layer: bool = True,
+        use_bn: bool = False,
     ) -> None:
         super().__init__()
         if nlayers == 1:
             self.mlp: nn.Module = nn.Linear(in_dim, bottleneck_dim)
         else:
-            layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.GELU()]
+            layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim)]
             for _ in range(nlayers - 2):
-                layers += [nn.Linear(hidden_dim, hidden_dim), nn.GELU()]
-            layers.append(nn.Linear(hidden_dim, bottleneck_dim))
+                layers += [*_norm(hidden_dim, use_bn), nn.GELU(), nn.Linear(hidden_dim, hidden_dim)]
+            layers += [*_norm(hidden_dim, use_bn), nn.GELU(), nn.Linear(hidden_dim, bottleneck_dim)]
             self.mlp = nn.Sequential(*layers)
         for m in self.mlp.modules():
             if isinstance(m, nn.Linear):
@@ -88,6 +118,7 @@ class DinoObjective(Objective):
                 d.bottleneck_dim,
                 d.head_layers,
                 d.norm_last_layer,
+                d.head_batchnorm,
             )
         # The teacher starts as a copy of the student and never receives gradients (so DDP
         # leaves it alone); it is always in eval mode, i.e. without drop-path, like DINO's.
@@ -148,7 +179,7 @@ class DinoObjective(Objective):
         student_out = self.head(torch.cat(feats))
         loss = self.loss(student_out, teacher_out, self.teacher_temp, n_crops)
         temp = torch.tensor(self.teacher_temp, device=loss.device)
-        return {"loss": loss, "teacher_temp": temp}
+        return {"loss": loss, "teacher_temp": temp, "teacher_entropy": self.loss.teacher_entropy}
 
     def teacher_temp_at(self, step: int, total_steps: int) -> float:
         """Linear warm-up (``np.linspace`` as DINO) over the first fraction, then constant."""

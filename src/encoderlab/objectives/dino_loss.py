@@ -27,6 +27,7 @@ class DinoLoss(nn.Module):
         self.student_temp = student_temp
         self.center_momentum = center_momentum
         self.register_buffer("center", torch.zeros(1, out_dim))
+        self.teacher_entropy = torch.zeros(())
 
     def forward(
         self,
@@ -37,7 +38,11 @@ class DinoLoss(nn.Module):
     ) -> torch.Tensor:
         student = (student_out.float() / self.student_temp).chunk(n_crops)
         teacher = F.softmax((teacher_out.float() - self.center) / teacher_temp, dim=-1)
-        teacher = teacher.detach().chunk(2)
+        teacher = teacher.detach()
+        # Collapse monitor (as in the DINO paper's Fig. 7): ln(out_dim) means a uniform teacher,
+        # 0 one dominant prototype; a healthy run sits in between.
+        self.teacher_entropy = -(teacher * torch.log(teacher + 1e-12)).sum(-1).mean().detach()
+        teacher = teacher.chunk(2)
         total = student_out.new_zeros((), dtype=torch.float32)
         n_terms = 0
         for iq, q in enumerate(teacher):

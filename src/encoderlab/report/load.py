@@ -23,7 +23,7 @@ __all__ = ["NAMES", "StudyResults", "load_study_results", "ordered"]
 # The study's encoders / VLMs in the order tables and plots show them (others follow, sorted).
 # The stages write JSON with sorted keys, so the files' own order is alphabetical.
 NAMES = ("clip", "siglip", "clip-pretrained-text", "dino", "fused")
-_STAGE_ORDER = ("data", "preview", "pretrain", "control", "analysis")
+_STAGE_ORDER = ("data", "preview", "pretrain", "control", "analysis", "lm", "vlm", "suite")
 _CATEGORIES = {"vmc": VMC_CATEGORIES, "cambrian": CAMBRIAN_CATEGORIES}
 
 

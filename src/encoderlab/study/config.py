@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from encoderlab.config import StrictModel, load_preset, parse_config
 from encoderlab.data.synth import DataConfig
 from encoderlab.data.synthworld import WorldConfig
 from encoderlab.encoders.vit import EncoderConfig
+from encoderlab.errors import ConfigError, DataError
 from encoderlab.evaluate.analyze import AnalysisConfig
 from encoderlab.evaluate.control import ControlConfig
 from encoderlab.objectives import OBJECTIVES, ObjectiveConfig
+from encoderlab.suite.harness import EvalConfig
 from encoderlab.train.config import TrainConfig
+from encoderlab.vlm.config import VLMConfig, load_vlm_config
+
+FUSED = "fused"
 
 
 class StudyConfig(StrictModel):
@@ -33,6 +39,15 @@ class StudyConfig(StrictModel):
     pretrain: TrainConfig = Field(default_factory=TrainConfig)
     control: ControlConfig = Field(default_factory=ControlConfig)
     analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+    vlm: VLMConfig = Field(default_factory=VLMConfig)
+    vlm_objectives: list[str] | None = Field(
+        None, description="encoders that get a VLM (default: every objective)"
+    )
+    fused: list[str] = Field(
+        default_factory=lambda: ["clip", "dino"],
+        description="encoders of the fused VLM (tokens concatenated by channel); [] for none",
+    )
+    suite: EvalConfig = Field(default_factory=EvalConfig)
 
     @field_validator("objectives")
     @classmethod
@@ -44,8 +59,39 @@ class StudyConfig(StrictModel):
             raise ValueError("objectives must not repeat")
         return names
 
+    @field_validator("vlm_objectives", "fused")
+    @classmethod
+    def _vlm_encoders_trained(cls, names: list[str] | None, info: ValidationInfo) -> Any:
+        missing = [n for n in names or [] if n not in info.data.get("objectives", [])]
+        if missing:
+            raise ValueError(f"{missing[0]!r} is not among the study's objectives")
+        if info.field_name == "fused" and names and len(names) != 2:
+            raise ValueError("name exactly two objectives (or [] for no fused VLM)")
+        return names
+
+    def check_paths(self) -> None:
+        """Fail in one line, before anything trains, on a data or LM path that is not there."""
+        if self.data_path is not None and not Path(self.data_path).is_dir():
+            raise DataError(f"data_path: {self.data_path}: no such directory")
+        if self.vlm.lm_path is not None and not Path(self.vlm.lm_path).is_dir():
+            raise ConfigError(
+                f"vlm.lm_path: {self.vlm.lm_path}: language model directory not found"
+            )
+
+    @property
+    def vlms(self) -> dict[str, list[str]]:
+        """VLM name -> the objectives whose encoders it reads."""
+        names = self.vlm_objectives if self.vlm_objectives is not None else self.objectives
+        out = {n: [n] for n in names}
+        if self.fused:
+            out[FUSED] = list(self.fused)
+        return out
+
 
 def load_study(preset: str) -> StudyConfig:
     """A shipped preset name or a YAML path, validated; errors name the key path."""
     source = preset if preset.endswith((".yaml", ".yml")) or "/" in preset else f"{preset}.yaml"
-    return parse_config(StudyConfig, load_preset(preset), source=source)
+    raw = load_preset(preset)
+    # The VLM recipe of the preset's name (tiny / smoke), overridden by its `vlm:` section.
+    raw["vlm"] = load_vlm_config(preset).model_dump(mode="json")
+    return parse_config(StudyConfig, raw, source=source)

@@ -1,4 +1,5 @@
-"""The study pipeline: data -> pretrain per objective -> control check -> ... -> report.
+"""The study pipeline: data -> pretrain per objective -> control -> analysis -> LM stage 0 ->
+VLM per encoder (and a fused one) -> VQA suite per VLM -> report.
 
 Stages form a fixed DAG. Each stage's key (its config plus the keys of its inputs) is known
 before anything runs, so a rerun skips every finished stage whose key is unchanged, a changed
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from encoderlab.errors import ConfigError
 from encoderlab.progress import console
 from encoderlab.study import cache
 from encoderlab.study.config import StudyConfig
@@ -35,6 +37,7 @@ class Study:
     """Builds the stages of a study config under ``out`` and runs them in order."""
 
     def __init__(self, cfg: StudyConfig, out: Path, progress: bool = True) -> None:
+        cfg.check_paths()
         self.cfg = cfg
         self.out = Path(out)
         self.progress = progress
@@ -50,22 +53,51 @@ class Study:
         pretrain = [st.pretrain_stage(cfg, out, data, name) for name in cfg.objectives]
         control = st.control_stage(cfg, out, data, pretrain)
         analysis = st.analysis_stage(cfg, out, data, pretrain)
-        report = st.report_stage(out, [preview, *pretrain, control, analysis])
-        return [data, preview, *pretrain, control, analysis, report]
+        lm = st.lm_stage(cfg, out, data)
+        by_objective = dict(zip(cfg.objectives, pretrain, strict=True))
+        vlms = [
+            st.vlm_stage(cfg, out, name, lm, [by_objective[o] for o in objectives])
+            for name, objectives in cfg.vlms.items()
+        ]
+        suites = [st.suite_stage(cfg, out, v.name.split("/", 1)[1], v) for v in vlms]
+        done = [preview, *pretrain, control, analysis, lm, *vlms, *suites]
+        report = st.report_stage(out, done)
+        return [data, *done, report]
 
     def plan(self) -> list[tuple[Stage, str]]:
         """Each stage with what a run would do to it: done, resume, stale or new."""
         return [(s, cache.status(s.directory, s.key)) for s in self.stages]
 
-    def run(self) -> dict[str, Any]:
-        """Run every stage that is not done; return ``{stage: status}`` as found."""
+    def select(self, only: list[str]) -> list[Stage]:
+        """The stages named (exactly or by a ``prefix/``) and, transitively, their inputs."""
+        wanted = [
+            s
+            for s in self.stages
+            if any(s.name == o or s.name.startswith(o.rstrip("/") + "/") for o in only)
+        ]
+        if not wanted:
+            names = ", ".join(s.name for s in self.stages)
+            raise ConfigError(f"--only {' '.join(only)}: no such stage; stages: {names}")
+        keep: set[str] = set()
+        todo = list(wanted)
+        while todo:
+            stage = todo.pop()
+            if stage.name not in keep:
+                keep.add(stage.name)
+                todo.extend(stage.inputs)
+        return [s for s in self.stages if s.name in keep]
+
+    def run(self, only: list[str] | None = None) -> dict[str, Any]:
+        """Run every stage that is not done (or just ``only`` and their inputs); return
+        ``{stage: status}`` as found."""
         found: dict[str, str] = {}
         start = time.perf_counter()
-        for i, stage in enumerate(self.stages, 1):
+        stages = self.select(only) if only else self.stages
+        for i, stage in enumerate(stages, 1):
             key = stage.key
             state = cache.begin(stage.directory, key)
             found[stage.name] = state
-            head = f"[{i}/{len(self.stages)}] {stage.name}"
+            head = f"[{i}/{len(stages)}] {stage.name}"
             if state == "done":
                 console.print(f"{head}: done (cached)", highlight=False)
                 continue

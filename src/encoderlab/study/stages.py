@@ -57,8 +57,20 @@ def pretrain_stage(cfg: StudyConfig, out: Path, data: Stage, objective: str) -> 
         summary = pretrain(objective, pcfg, split_dir(cfg, out, "train"), stage.directory)
         return {k: summary[k] for k in ("steps", "seconds", "final", "skipped")}
 
-    config = {"objective": objective, **pcfg.model_dump(mode="json")}
+    # Only this objective's own section is part of the key: tuning DINO's head must not
+    # retrain CLIP (the run's config.json still records every section, for sibling diffs).
+    section = objective.replace("-", "_")
+    own = {"seed": cfg.objective.seed, section: getattr(cfg.objective, section)}
+    config = {
+        "objective": objective,
+        **pcfg.model_dump(mode="json", exclude={"objective"}),
+        "objective_section": {k: _dump(v) for k, v in own.items()},
+    }
     return Stage(f"pretrain/{objective}", out / "pretrain" / objective, config, run, [data])
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
 
 
 def control_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stage]) -> Stage:
@@ -102,6 +114,65 @@ def analysis_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stag
     return Stage(
         "analysis", out / "analysis", cfg.analysis.model_dump(mode="json"), run, [data, *pretrain]
     )
+
+
+def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
+    """Stage 0: the embedded LM every VLM of the study starts from (or a check of lm_path)."""
+    vcfg = cfg.vlm
+
+    def run(stage: Stage) -> dict[str, Any]:
+        if vcfg.lm_path is not None:
+            from encoderlab.vlm.lm import load_lm
+
+            load_lm(vcfg.lm_path)  # one line naming the path if it is not a causal LM
+            return {"lm": vcfg.lm_path}
+        from encoderlab.vlm.data import read_world
+        from encoderlab.vlm.lm import pretrain_lm
+
+        world = read_world(split_dir(cfg, out, "train"), vcfg.stage0.examples, None, images=False)
+        return {"lm": str(pretrain_lm(vcfg, world, stage.directory))}
+
+    config = {
+        "lm": vcfg.lm.model_dump(mode="json"),
+        "lm_path": vcfg.lm_path,
+        "stage0": vcfg.stage0.model_dump(mode="json"),
+        "max_text_tokens": vcfg.max_text_tokens,
+        "n_turns": vcfg.n_turns,
+        "seed": vcfg.seed,
+    }
+    return Stage("lm", out / "lm", config, run, [data])
+
+
+def vlm_stage(cfg: StudyConfig, out: Path, name: str, lm: Stage, encoders: list[Stage]) -> Stage:
+    """One VLM (stage 1 + 2) on one encoder, or two for the fused VLM; same recipe for all."""
+
+    def run(stage: Stage) -> dict[str, Any]:
+        from encoderlab.vlm.pipeline import train_vlm
+
+        dirs = [e.directory for e in encoders]
+        record = train_vlm(
+            dirs, split_dir(cfg, out, "train"), stage.directory, cfg.vlm, lm.directory
+        )
+        return {"train_seconds": record.get("seconds")}
+
+    config = {"encoders": [e.name for e in encoders], **cfg.vlm.model_dump(mode="json")}
+    return Stage(f"vlm/{name}", out / "vlm" / name, config, run, [lm, *encoders])
+
+
+def suite_stage(cfg: StudyConfig, out: Path, name: str, vlm: Stage) -> Stage:
+    """The VQA suite on one VLM; items are generated once, under ``suite-items``."""
+
+    suite_cfg = cfg.suite.model_copy(update={"world": cfg.world})
+
+    def run(stage: Stage) -> dict[str, Any]:
+        from encoderlab.suite.harness import evaluate
+        from encoderlab.vlm import load
+
+        results = evaluate(load(vlm.directory), suite_cfg, stage.directory, out / "suite-items")
+        return {"benchmarks": len(results["benchmarks"])}
+
+    config = suite_cfg.model_dump(mode="json")
+    return Stage(f"suite/{name}", out / "suite" / name, config, run, [vlm])
 
 
 def report_stage(out: Path, inputs: list[Stage]) -> Stage:
