@@ -334,4 +334,6 @@ def test_two_ranks_at_half_batch_equal_one_process(tmp_path: Path) -> None:
         ddp = torch.load(tmp_path / f"{name}.pt")
         assert ddp.keys() == single.keys(), name
         for key in single:
-            torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-6, msg=key)
+            # atol 1e-5: BN in DINO's head amplifies float32 summation-order rounding to ~2e-6;
+            # per-rank instead of global statistics would be off by ~1
+            torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=key)

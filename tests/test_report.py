@@ -309,6 +309,16 @@ def test_matched_classification_without_ci_and_not_run() -> None:
     assert matched_classification(no_dino).verdict == "not run"
 
 
+def test_matched_classification_near_chance_is_vacuous() -> None:
+    control = _control(1.0, (1.0, -1.0, 3.0))
+    assert matched_classification(control).verdict == "supported"
+    control["encoders"]["dino"]["category"]["linear"] = 0.10  # chance 0.062: under 2x
+    control["encoders"]["clip"]["category"]["linear"] = 0.11
+    f = matched_classification(control)
+    assert f.verdict == "not resolved" and "vacuous" in f.note
+    assert "dino 10.0%" in f.note and "clip 11.0%" in f.note
+
+
 def _verdicts(findings: list) -> dict[str, str]:
     return {f.claim: f.verdict for f in findings}
 
@@ -406,6 +416,18 @@ def test_no_gain() -> None:
     f = no_gain("siglip", _cmp(gain))
     assert f.verdict == "contradicted" and "Cambrian-1 Knowledge" in f.note
     assert no_gain("clip-pretrained-text", None).verdict == "not run"
+
+
+def test_vlm_findings_need_vlms_that_use_their_image() -> None:
+    cmp = _cmp({"vmc": {"OCR": (-0.2, -0.3, -0.1)}, "cambrian": {"Vision-Centric": (0, -0.1, 0.1)}})
+    sees = {"real": 0.6, "blank": 0.3, "gain": 0.3, "uses_image": True}
+    blind = {"real": 0.28, "blank": 0.28, "gain": 0.0, "uses_image": False}
+    ok = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": sees})
+    assert [f.verdict for f in ok[5:7]] == ["supported", "supported"]
+    vacuous = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind})
+    assert [f.verdict for f in vacuous[5:7]] == ["not resolved", "not resolved"]
+    assert "dino 28.0% vs blank 28.0%" in vacuous[5].note and "clip" not in vacuous[5].note
+    assert all_findings(None, None, {}, {"dino": blind})[5].verdict == "not run"
 
 
 def test_all_findings_order_and_not_run() -> None:

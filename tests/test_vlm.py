@@ -310,6 +310,8 @@ def test_real_vs_blank_counts_argmax_hits(root: Path, parts: dict) -> None:
     expected = float(sum("ABCD"[int(k)] == t for k, t in zip(picks, letters, strict=True)) / 8)
     assert result["real"] == pytest.approx(expected)
     assert 0.0 <= result["blank"] <= 1.0 and result["gain"] == result["real"] - result["blank"]
+    assert result["gain_low"] <= result["gain"] <= result["gain_high"]
+    assert result["uses_image"] == (result["gain_low"] > 0)
 
 
 # --- configs and bad input ------------------------------------------------------------------------

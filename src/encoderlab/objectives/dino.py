@@ -42,14 +42,21 @@ class GlobalBatchNorm(nn.Module):
         self.bias = nn.Parameter(torch.zeros(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        stats = torch.stack([x.sum(0), (x * x).sum(0)])
-        count = x.new_tensor(float(len(x)))
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            stats = dist_nn.all_reduce(stats)
-            count = count * dist.get_world_size()
-        mean = stats[0] / count
-        var = (stats[1] / count - mean * mean).clamp_min(0)
+        # Two passes (mean, then the mean squared deviation) rather than E[x^2] - E[x]^2: the
+        # same statistics to float rounding however the batch is split across ranks.
+        count = float(len(x)) * _world_size()
+        mean = _global_sum(x.sum(0)) / count
+        var = _global_sum(((x - mean) ** 2).sum(0)) / count
         return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def _global_sum(x: torch.Tensor) -> torch.Tensor:
+    """Sum over DDP ranks, differentiable (its gradient is summed back to every rank)."""
+    return dist_nn.all_reduce(x) if _world_size() > 1 else x
 
 
 def _norm(dim: int, use_bn: bool) -> list[nn.Module]:

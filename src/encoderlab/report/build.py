@@ -41,7 +41,9 @@ def build_report(study_dir: Path, out_dir: Path | None = None) -> Path:
     out = Path(out_dir) if out_dir is not None else Path(study_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     doc = build_document(
-        res, all_findings(res.control, res.analysis, res.vs_clip), _figures(res, out / "figures")
+        res,
+        all_findings(res.control, res.analysis, res.vs_clip, res.sanity),
+        _figures(res, out / "figures"),
     )
     (out / "report.md").write_text(render_markdown(doc, out))
     html = out / "report.html"

@@ -9,6 +9,10 @@ control check when ``control.json`` has no paired CI, which the finding says):
 - contradicted: it lies entirely on the other side;
 - not resolved: it straddles the boundary (0, or the control's tolerance);
 - not run: a stage the claim needs has not produced its numbers.
+
+A claim is also "not resolved" when its premise fails, whatever its interval says: matched
+classification means nothing if an encoder barely beats chance (``MIN_TIMES_CHANCE``), and a
+VLM comparison means nothing if a VLM answers no better with its image than with a blank one.
 """
 
 from __future__ import annotations
@@ -32,6 +36,10 @@ __all__ = [
 ]
 
 Verdict = Literal["supported", "contradicted", "not resolved", "not run"]
+
+# An encoder whose linear-probe category accuracy is below this multiple of chance has not
+# learned the categories: "CLIP and DINO are matched" would then be a statement about noise.
+MIN_TIMES_CHANCE = 2.0
 
 SEMANTIC_FACTORS = ("category", "text")  # the paper: CLIP is more sensitive to these
 LOW_LEVEL_FACTORS = ("colour", "style")  # ... and DINO to these
@@ -100,7 +108,16 @@ def matched_classification(control: Mapping[str, Any] | None) -> Finding:
         f"CLIP and DINO classify the world's objects equally well: linear-probe category "
         f"accuracy within ±{tol:g} points."
     )
+    weak = _below_chance_floor(control)
     paired = (control.get("paired") or {}).get("clip_minus_dino")
+    if weak and _has_ci(paired):
+        value, low, high = (float(paired[k]) for k in ("value", "low", "high"))
+        rule = (
+            f"needs both encoders at {MIN_TIMES_CHANCE:g}x chance or more; then supported if "
+            f"the paired-bootstrap CI of CLIP − DINO lies within ±{tol:g} points"
+        )
+        number = Number("CLIP − DINO linear probe", value, low, high, "points")
+        return Finding(topic, claim, "not resolved", rule, (number,), f"vacuous: {weak}")
     if _has_ci(paired):
         value, low, high = (float(paired[k]) for k in ("value", "low", "high"))
         inside = -tol <= low and high <= tol
@@ -117,6 +134,20 @@ def matched_classification(control: Mapping[str, Any] | None) -> Finding:
     rule = f"supported if |CLIP − DINO| ≤ {tol:g} points"
     number = Number("CLIP − DINO linear probe", value, unit="points")
     return Finding(topic, claim, verdict, rule, (number,), "point estimate only: no paired CI")
+
+
+def _below_chance_floor(control: Mapping[str, Any]) -> str:
+    """Why the control is vacuous (an encoder under ``MIN_TIMES_CHANCE`` x chance), or ''."""
+    found = []
+    for name in ("clip", "dino"):
+        cat = ((control.get("encoders") or {}).get(name) or {}).get("category") or {}
+        linear, chance = cat.get("linear"), cat.get("chance")
+        if linear is not None and chance and linear < MIN_TIMES_CHANCE * chance:
+            found.append(f"{name} {100 * cat['linear']:.1f}%")
+    if not found:
+        return ""
+    chance = control["encoders"]["clip"]["category"]["chance"]
+    return f"{', '.join(found)} against chance {100 * chance:.1f}% (below {MIN_TIMES_CHANCE:g}x)"
 
 
 # -- embeddings ----------------------------------------------------------------------------
@@ -251,16 +282,43 @@ def no_gain(variant: str, clip_vs_variant: Mapping[str, Any] | None) -> Finding:
     return Finding("Variants", claim, verdict, rule, numbers, note)
 
 
+def blind_vlms(sanity: Mapping[str, Mapping[str, Any]], names: tuple[str, ...]) -> str:
+    """The VLMs among ``names`` that do not answer better with their image than with a blank
+    one (``sanity[name]``: ``vlm.sanity.image_sanity``; its ``uses_image``: the paired CI of
+    real - blank lies above 0), as a note; '' if all do or it is unknown."""
+    blind = [
+        f"{n} {100 * sanity[n]['real']:.1f}% vs blank {100 * sanity[n]['blank']:.1f}%"
+        for n in names
+        if n in sanity and sanity[n].get("uses_image") is False
+    ]
+    return f"vacuous: the VLM does not use its image ({'; '.join(blind)})" if blind else ""
+
+
+def _premise(finding: Finding, why: str) -> Finding:
+    if not why or finding.verdict == "not run":
+        return finding
+    note = f"{why}; {finding.note}" if finding.note else why
+    return Finding(
+        finding.topic, finding.claim, "not resolved", finding.rule, finding.numbers, note
+    )
+
+
 def all_findings(
     control: Mapping[str, Any] | None,
     analysis: Mapping[str, Any] | None,
     vs_clip: Mapping[str, Mapping[str, Any]],
+    sanity: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[Finding]:
-    """Every claim, in the paper's order. ``vs_clip[name]``: ``compare(clip_dir, name_dir)``."""
+    """Every claim, in the paper's order. ``vs_clip[name]``: ``compare(clip_dir, name_dir)``;
+    ``sanity[name]``: the VLM's real- vs blank-image check (a VLM claim needs it passed)."""
+    sanity = sanity or {}
     return [
         matched_classification(control),
         *sensitivity_findings(analysis),
-        ocr_advantage(vs_clip.get("dino")),
-        vision_centric(vs_clip.get("dino")),
-        *(no_gain(v, vs_clip.get(v)) for v in VARIANT_WORDS),
+        _premise(ocr_advantage(vs_clip.get("dino")), blind_vlms(sanity, ("clip", "dino"))),
+        _premise(vision_centric(vs_clip.get("dino")), blind_vlms(sanity, ("clip", "dino"))),
+        *(
+            _premise(no_gain(v, vs_clip.get(v)), blind_vlms(sanity, ("clip", v)))
+            for v in VARIANT_WORDS
+        ),
     ]

@@ -2,7 +2,8 @@
 
 Layout (written by the study stages): ``control/control.json``, ``analysis/analysis.json`` (+
 PNGs), ``suite/<vlm>/results.json`` (+ ``per_item.csv``), ``pretrain/<objective>/metrics.jsonl``,
-``preview/preview.png``, ``study.json`` and a ``stage.json`` (done) or ``stage.pending.json``
+``vlm/<name>/sanity.json`` (real vs blank image), ``preview/preview.png``, ``study.json`` and
+a ``stage.json`` (done) or ``stage.pending.json``
 (started, not finished) in every stage directory.
 """
 
@@ -50,6 +51,7 @@ class StudyResults:
     losses: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     stages: list[dict[str, Any]] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)  # VLM name -> why no comparison
+    sanity: dict[str, dict[str, Any]] = field(default_factory=dict)  # VLM -> real vs blank
 
     @property
     def preview(self) -> Path | None:
@@ -144,6 +146,8 @@ def load_study_results(study_dir: str | Path) -> StudyResults:
             res.vs_clip[name] = compare(suite / "clip", suite / name)
         except DataError as e:  # e.g. no per_item.csv, or scored on different items
             res.problems[name] = str(e)
+    for path in sorted((root / "vlm").glob("*/sanity.json")):
+        res.sanity[path.parent.name] = _json(path) or {}
     for name in ordered(p.parent.name for p in (root / "pretrain").glob("*/metrics.jsonl")):
         rows = _metrics(root / "pretrain" / name / "metrics.jsonl")
         if rows:

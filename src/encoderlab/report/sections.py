@@ -73,7 +73,8 @@ def findings_section(findings: list[Finding]) -> Section:
         "Each claim of Liu et al. (2025), “Data or Language Supervision: What Makes CLIP Better "
         "than DINO?”, checked against this run. Verdicts are computed from the numbers and their "
         "confidence intervals: supported (the interval is on the predicted side), contradicted "
-        "(entirely on the other side), not resolved (it includes the boundary), not run."
+        "(entirely on the other side), not resolved (it includes the boundary, or the claim's "
+        "premise fails: encoders near chance, or VLMs that do not use their image), not run."
     )
     return Section(
         "findings",

@@ -147,13 +147,26 @@ def vlm_stage(cfg: StudyConfig, out: Path, name: str, lm: Stage, encoders: list[
     """One VLM (stage 1 + 2) on one encoder, or two for the fused VLM; same recipe for all."""
 
     def run(stage: Stage) -> dict[str, Any]:
+        from encoderlab.errors import DataError
+        from encoderlab.train.checkpoint import write_json
+        from encoderlab.vlm import load
         from encoderlab.vlm.pipeline import train_vlm
+        from encoderlab.vlm.sanity import image_sanity
 
         dirs = [e.directory for e in encoders]
         record = train_vlm(
             dirs, split_dir(cfg, out, "train"), stage.directory, cfg.vlm, lm.directory
         )
-        return {"train_seconds": record.get("seconds")}
+        summary: dict[str, Any] = {"train_seconds": record.get("seconds")}
+        try:  # does it use its image? Held-out questions with the real vs a blank image (the
+            # report's VLM findings need it); real data without a val split has no such check
+            sanity = image_sanity(load(stage.directory), split_dir(cfg, out, "val"), n=256)
+        except DataError as err:
+            summary["sanity"] = f"skipped: {err}"
+        else:
+            write_json(sanity, stage.directory / "sanity.json")
+            summary["sanity"] = sanity
+        return summary
 
     config = {"encoders": [e.name for e in encoders], **cfg.vlm.model_dump(mode="json")}
     return Stage(f"vlm/{name}", out / "vlm" / name, config, run, [lm, *encoders])

@@ -16,6 +16,7 @@ import torch
 
 from encoderlab.data.reader import SampleDataset, index_source
 from encoderlab.errors import DataError
+from encoderlab.evaluate.stats import paired_difference
 from encoderlab.vlm.model import VLM
 
 __all__ = ["BLANK_VALUE", "heldout_questions", "image_sanity", "real_vs_blank"]
@@ -65,10 +66,12 @@ def real_vs_blank(
     options: Sequence[str] = ("A", "B", "C", "D"),
     batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Letter accuracy (argmax of ``score_choices``) with the images and with blank ones."""
+    """Letter accuracy (argmax of ``score_choices``) with the images and with blank ones, and
+    their difference ``gain`` with a paired-bootstrap 95% CI (``gain_low``, ``gain_high``)."""
     truth = torch.tensor([list(options).index(x) for x in letters])
     blank = torch.full_like(images[:1], BLANK_VALUE)
     result: dict[str, Any] = {"n": len(prompts)}
+    correct = {}
     for name in ("real", "blank"):
         picks = []
         for s in range(0, len(prompts), batch_size):
@@ -76,14 +79,18 @@ def real_vs_blank(
             batch = blank.expand_as(batch) if name == "blank" else batch
             scores = vlm.score_choices(batch, prompts[s : s + batch_size], options)
             picks.append(scores.argmax(dim=1))
-        result[name] = float((torch.cat(picks) == truth).float().mean())
-    result["gain"] = result["real"] - result["blank"]
+        correct[name] = (torch.cat(picks) == truth).double().numpy()
+        result[name] = float(correct[name].mean())
+    gain = paired_difference(correct["real"], correct["blank"])  # same questions: paired
+    result.update(gain=gain.value, gain_low=gain.low, gain_high=gain.high)
+    result["uses_image"] = bool(gain.low > 0)
     return result
 
 
 def image_sanity(
     vlm: VLM, data: str | Path, n: int = 256, split: str = "val", seed: int = 0
 ) -> dict[str, Any]:
-    """``real_vs_blank`` on ``n`` held-out questions; ``gain`` > 0 means the image helps."""
+    """``real_vs_blank`` on ``n`` held-out questions; ``uses_image``: the paired-bootstrap 95%
+    CI of real - blank accuracy lies above 0."""
     images, prompts, letters = heldout_questions(data, n, vlm.tower.image_size, split, seed)
     return real_vs_blank(vlm, images, prompts, letters)
