@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from encoderlab.config import load_preset
-from encoderlab.errors import ConfigError
+from encoderlab.errors import ConfigError, EncoderlabError
 from encoderlab.study.config import load_study
 from encoderlab.study.pipeline import Study
 
@@ -143,3 +143,17 @@ def test_a_missing_path_fails_in_one_line_before_anything_runs(
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert needle in proc.stderr
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_paper_preset_validates_and_checks_its_paths_first(tmp_path: Path) -> None:
+    cfg = load_study("paper")
+    assert (cfg.encoder.size, cfg.encoder.image_size, cfg.encoder.patch_size) == (
+        "vit_base_patch16_224",
+        224,
+        16,
+    )
+    assert cfg.vlm.lm_path is not None and cfg.data_path is not None
+    assert list(cfg.vlms) == [*cfg.objectives, "fused"]
+    with pytest.raises(EncoderlabError, match="data_path: /data/datacomp/shards"):
+        Study(cfg, tmp_path / "paper", progress=False)  # no such shards on this machine
+    assert not (tmp_path / "paper").exists()
