@@ -138,15 +138,14 @@ def matched_classification(control: Mapping[str, Any] | None) -> Finding:
 
 def _below_chance_floor(control: Mapping[str, Any]) -> str:
     """Why the control is vacuous (an encoder under ``MIN_TIMES_CHANCE`` x chance), or ''."""
-    found = []
+    found, chance = [], None
     for name in ("clip", "dino"):
         cat = ((control.get("encoders") or {}).get(name) or {}).get("category") or {}
-        linear, chance = cat.get("linear"), cat.get("chance")
+        linear, chance = cat.get("linear"), cat.get("chance") or chance
         if linear is not None and chance and linear < MIN_TIMES_CHANCE * chance:
-            found.append(f"{name} {100 * cat['linear']:.1f}%")
+            found.append(f"{name} {100 * linear:.1f}%")
     if not found:
         return ""
-    chance = control["encoders"]["clip"]["category"]["chance"]
     return f"{', '.join(found)} against chance {100 * chance:.1f}% (below {MIN_TIMES_CHANCE:g}x)"
 
 

@@ -59,18 +59,13 @@ def pretrain_stage(cfg: StudyConfig, out: Path, data: Stage, objective: str) -> 
 
     # Only this objective's own section is part of the key: tuning DINO's head must not
     # retrain CLIP (the run's config.json still records every section, for sibling diffs).
-    section = objective.replace("-", "_")
-    own = {"seed": cfg.objective.seed, section: getattr(cfg.objective, section)}
+    own = {"seed", objective.replace("-", "_")}
     config = {
         "objective": objective,
         **pcfg.model_dump(mode="json", exclude={"objective"}),
-        "objective_section": {k: _dump(v) for k, v in own.items()},
+        "objective_section": cfg.objective.model_dump(mode="json", include=own),
     }
     return Stage(f"pretrain/{objective}", out / "pretrain" / objective, config, run, [data])
-
-
-def _dump(value: Any) -> Any:
-    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
 
 
 def control_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stage]) -> Stage:
