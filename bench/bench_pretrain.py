@@ -9,6 +9,10 @@ our trainer (real shards, real data loading) for each objective; OpenCLIP's trai
 the preset's batch size, amp_bf16 where bf16 is native else fp32, no loader workers). Prints pairs/s, the ratio to OpenCLIP and the FLOP
 utilisation (model FLOPs per sample, counted with torch's FlopCounterMode, times samples/s,
 over the measured bf16 matmul rate).
+
+OpenCLIP's ViT has no conv stem, so the side-by-side rows use the tiny preset with the plain
+patchify ViT (``stem: patch``): the identical model. A last row times the preset as shipped
+(``stem: conv``) with our trainer, to show what the stem costs.
 """
 
 from __future__ import annotations
@@ -136,7 +140,8 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("runs/tiny/data/shards/train"))
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))
     args = parser.parse_args()
-    preset = load_preset("tiny")
+    shipped = load_preset("tiny")
+    preset = {**shipped, "encoder": {**shipped["encoder"], "stem": "patch"}}  # = OpenCLIP's ViT
     peak = matmul_peak()
     prec = resolve_precision("auto", torch.device("cpu"))
     print(
@@ -155,6 +160,10 @@ def main() -> None:
             rows.append(
                 (f"encoderlab {name}", rate, flops_per_sample(name, preset, args.data, batch))
             )
+        if shipped["encoder"].get("stem", "patch") != "patch":
+            rate = ours("clip", shipped, args.data, args.steps, out / "shipped")
+            flops = flops_per_sample("clip", shipped, args.data, batch)
+            rows.append((f"encoderlab clip, {shipped['encoder']['stem']} stem", rate, flops))
     print(
         f"\n{'trainer':34} {'samples/s':>10} {'vs OpenCLIP':>12} {'GFLOP/sample':>13} {'util':>6}"
     )

@@ -36,6 +36,35 @@ def test_shapes(enc: VisionEncoder, images: torch.Tensor) -> None:
     assert enc(images[:, :, :16, :16]).shape == (3, 64)
 
 
+def test_conv_stem_keeps_the_token_layout_and_downsamples_by_the_patch(images) -> None:
+    enc = micro(stem="conv").eval()
+    patchify = micro()
+    assert enc.num_patches == patchify.num_patches == 16
+    assert enc.forward_features(images).shape == (3, 17, 64)
+    assert enc.tap(images, "patch", layer=-2).shape == (3, 16, 64)
+    assert enc(images[:, :, :16, :16]).shape == (3, 64)  # DINO's local crops still work
+    strides = [m.stride for m in enc.vit.patch_embed.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert strides == [(2, 2)] * 3 + [(1, 1)]  # 3 stride-2 convs for patch 8, then a 1x1 proj
+    # The stem is initialised from the seed like the rest: same seed, same weights.
+    again = micro(stem="conv")
+    for a, b in zip(enc.state_dict().values(), again.state_dict().values(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "needle"),
+    [
+        ({"size": "micro", "image_size": 36, "patch_size": 6, "stem": "conv"}, "power-of-two"),
+        ({"size": "vit_base_patch16_224", "stem": "conv"}, "named sizes"),
+        ({"size": "micro", "stem": "convnext"}, "stem"),
+    ],
+)
+def test_bad_stem_is_a_one_line_config_error(cfg: dict, needle: str) -> None:
+    with pytest.raises(ConfigError, match=needle) as err:
+        parse_config(EncoderConfig, cfg, source="preset.yaml", prefix="encoder")
+    assert "\n" not in str(err.value)
+
+
 def test_forward_is_cls_of_features(enc: VisionEncoder, images: torch.Tensor) -> None:
     torch.testing.assert_close(enc(images), enc.forward_features(images)[:, 0], rtol=0, atol=0)
     torch.testing.assert_close(enc.tap(images, "cls"), enc(images))
