@@ -25,6 +25,7 @@ from encoderlab.report.findings import (
     vision_centric,
 )
 from encoderlab.report.load import load_study_results
+from encoderlab.report.replicates import load_replicates, pool
 from encoderlab.report.sections import SECTION_TITLES
 from encoderlab.suite.harness import EvalConfig, _aggregate, write_reports
 from encoderlab.suite.registry import BENCHMARKS, SUITES
@@ -463,6 +464,35 @@ def test_full_report_findings_from_the_files(full_study: Path) -> None:
     dino_minus_clip = res.vs_clip["dino"]["categories"]["vmc"]["OCR"]
     assert ocr.value == pytest.approx(-100 * dino_minus_clip["diff"])
     assert 30 < ocr.value < 55 and ocr.low > 0  # 85% vs 45% on 80 items
+
+
+def test_findings_pool_the_replicates(tmp_path: Path) -> None:
+    base = {
+        "category": (0.12, 0.05, 0.19),
+        "text": (0.30, 0.21, 0.40),
+        "colour": (-0.10, -0.16, -0.04),
+        "style": (-0.02, -0.07, 0.03),
+    }
+    root = make_study(tmp_path / "study", analysis_diffs=base)
+    # Replicate 1 agrees on text and colour, disagrees on category; replicate 2 is missing.
+    make_study(root / "replicate1", analysis_diffs={**base, "category": (-0.05, -0.1, 0.0)})
+    results = [load_study_results(root), *load_replicates(root)]
+    assert len(results) == 2
+    pooled = pool(results)
+    found = all_findings(pooled.control, pooled.analysis, pooled.vs_clip, pooled.sanity)
+    single = all_findings(results[0].control, results[0].analysis, results[0].vs_clip)
+    category = found[1].numbers[0]
+    assert category.value == pytest.approx((0.12 - 0.05) / 2)
+    assert (found[1].verdict, single[1].verdict) == ("not resolved", "supported")
+    # Where the replicates agree, the verdicts and interval widths stay as one replicate gave
+    # them (the pooled interval is symmetric about the value).
+    for i in (2, 3, 5):
+        one, both = single[i].numbers[0], found[i].numbers[0]
+        assert found[i].verdict == single[i].verdict
+        half = (one.high - one.low) / 2
+        assert (both.low, both.high) == pytest.approx((one.value - half, one.value + half))
+    html = build_report(root).read_text()
+    assert "Pooled over 2 replicates" in html
 
 
 def test_report_sections_images_and_numbers(full_study: Path, full_report: Path) -> None:

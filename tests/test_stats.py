@@ -12,6 +12,7 @@ from encoderlab.evaluate.stats import (
     mean,
     paired_bootstrap_diff,
     paired_difference,
+    pool_replicates,
     ratio_of_means,
 )
 
@@ -82,3 +83,41 @@ def test_tuple_wrappers_and_empty_input():
     assert np.isnan(bootstrap(np.array([])).value)
     with pytest.raises(ValueError, match="differ in length"):
         paired_difference(np.zeros(3), np.zeros(4))
+
+
+def test_pool_replicates_one_replicate_is_itself() -> None:
+    assert pool_replicates([(0.3, 0.1, 0.5)]) == (0.3, 0.1, 0.5)
+
+
+def test_pool_replicates_adds_the_between_seed_variance() -> None:
+    # Identical replicates: no seed variance, so the test-set interval comes back unchanged.
+    value, low, high = pool_replicates([(2.0, 1.0, 3.0)] * 3)
+    assert (value, low, high) == pytest.approx((2.0, 1.0, 3.0))
+    # Replicates that disagree: the mean, and an interval wider than any replicate's own,
+    # by exactly the between-seed standard error in quadrature.
+    value, low, high = pool_replicates([(1.0, 0.5, 1.5), (3.0, 2.5, 3.5)])
+    t1 = 12.706205  # the Student-t (1 df) 97.5% quantile
+    s_b = np.std([1.0, 3.0], ddof=1)
+    half = np.sqrt(0.5**2 + t1**2 * s_b**2 / 2)  # z * w = the replicates' half-width 0.5
+    assert value == pytest.approx(2.0)
+    assert (low, high) == pytest.approx((2.0 - half, 2.0 + half), rel=1e-5)
+    assert low < 0.5 and high > 3.5
+
+
+def test_pool_replicates_covers_the_truth_over_simulated_studies() -> None:
+    # Simulate: a true effect 0.1, seed effects N(0, 0.05^2) per replicate, a shared test set
+    # whose sampling error N(0, 0.03^2) is common to the replicates of one study. The pooled
+    # 95% interval should cover the truth about 95% of the time or more.
+    rng = np.random.default_rng(0)
+    covered = 0
+    for _ in range(2000):
+        test_error = rng.normal(0, 0.03)
+        values = 0.1 + test_error + rng.normal(0, 0.05, size=3)
+        _, low, high = pool_replicates([(v, v - 1.96 * 0.03, v + 1.96 * 0.03) for v in values])
+        covered += low <= 0.1 <= high
+    assert covered / 2000 > 0.94
+
+
+def test_pool_replicates_needs_an_estimate() -> None:
+    with pytest.raises(ValueError, match="at least one"):
+        pool_replicates([])

@@ -78,6 +78,27 @@ def test_an_objective_knob_reruns_only_that_objective_and_its_dependants(
     assert stale == sorted(["pretrain/dino", *dependants, "report"])
 
 
+def test_a_second_replicate_adds_only_its_own_seeded_stages(
+    smoke_study: tuple[Path, dict], tmp_path: Path
+) -> None:
+    out, _ = smoke_study
+    changed = _plan_after(lambda p: p.update(replicates=2), out, tmp_path)
+    new = sorted(name for name, state in changed.items() if state == "new")
+    per_encoder = [f"pretrain/{o}" for o in ("clip", "siglip", "clip-pretrained-text", "dino")]
+    vlms = [f"{kind}/{v}" for kind in ("vlm", "suite") for v in ("clip", "dino", "fused")]
+    expected = [*per_encoder, "control", "analysis", *vlms]
+    assert new == sorted(f"replicate1/{name}" for name in expected)
+    assert changed["report"] == "stale"  # it pools the replicates
+    assert {changed[name] for name in changed if name not in new and name != "report"} == {"done"}
+    cfg = load_study("smoke").model_copy(update={"replicates": 2})
+    stages = {s.name: s for s in Study(cfg, out, progress=False).stages}
+    first, second = stages["pretrain/dino"], stages["replicate1/pretrain/dino"]
+    assert second.directory == out / "replicate1" / "pretrain" / "dino"
+    for section in ("encoder", "train"):
+        assert second.config[section]["seed"] == first.config[section]["seed"] + 1
+    assert stages["replicate1/vlm/fused"].inputs[0] is stages["lm"]  # one LM for all
+
+
 def test_interrupted_stage_is_never_taken_as_done(tmp_path: Path) -> None:
     study = Study(load_study("smoke"), tmp_path, progress=False)
     data = study.stages[0]

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from scipy import stats as scipy_stats
 
 __all__ = [
     "Difference",
@@ -31,6 +32,7 @@ __all__ = [
     "mean",
     "paired_bootstrap_diff",
     "paired_difference",
+    "pool_replicates",
     "ratio_of_means",
 ]
 
@@ -180,3 +182,32 @@ def paired_bootstrap_diff(
     """``(mean(a) - mean(b), low, high)`` over paired units: ``paired_difference`` as a tuple."""
     diff = paired_difference(np.asarray(a), np.asarray(b), n_boot=n, seed=seed, level=level)
     return diff.value, diff.low, diff.high
+
+
+def pool_replicates(
+    estimates: Sequence[tuple[float, float, float]], level: float = 0.95
+) -> tuple[float, float, float]:
+    """Pool one quantity measured in ``k`` replicates of a study (training seeds), each as
+    ``(value, low, high)`` with its own bootstrap interval over the (shared) test units.
+
+    Returns ``(mean of the values, low, high)``: the mean +- ``sqrt((z * w)**2 + (t * s_b /
+    sqrt(k))**2)``. ``w**2``, the mean of the replicates' squared bootstrap standard errors
+    (half-width / z), is the test-set sampling error, which replicates scoring the same units
+    share, so it does not shrink with ``k``; ``s_b``, the standard deviation of the values
+    across replicates, measures the training-seed variance, at Student's ``t`` with ``k - 1``
+    degrees of freedom because it is estimated from ``k`` numbers. Identical replicates give
+    back an interval as wide as theirs (symmetric); two that disagree give a wide one.
+    Needs only each replicate's summary (a hierarchical bootstrap would need every unit).
+    """
+    rows = np.asarray(estimates, dtype=np.float64).reshape(-1, 3)
+    if len(rows) == 0:
+        raise ValueError("pool_replicates needs at least one estimate")
+    if len(rows) == 1:
+        return float(rows[0, 0]), float(rows[0, 1]), float(rows[0, 2])
+    k, tail = len(rows), 0.5 + level / 2
+    z, t = float(scipy_stats.norm.ppf(tail)), float(scipy_stats.t.ppf(tail, k - 1))
+    values = rows[:, 0]
+    within = float((((rows[:, 2] - rows[:, 1]) / (2 * z)) ** 2).mean())
+    half = float(np.sqrt(z**2 * within + t**2 * values.var(ddof=1) / k))
+    centre = float(values.mean())
+    return centre, centre - half, centre + half

@@ -9,6 +9,7 @@ from encoderlab.report.html import render_html
 from encoderlab.report.load import StudyResults, load_study_results
 from encoderlab.report.markdown import render_markdown
 from encoderlab.report.plots import plot_control, plot_losses, plot_vlm_categories
+from encoderlab.report.replicates import load_replicates, pool
 from encoderlab.report.sections import build_document
 
 __all__ = ["build_report"]
@@ -34,17 +35,16 @@ def build_report(study_dir: Path, out_dir: Path | None = None) -> Path:
     """Write ``report.html`` and ``report.md`` (and their figures under ``figures/``) to
     ``out_dir`` (default ``study_dir/report``); return the path of ``report.html``.
 
-    Works on a partial study: what has not run is reported as such. Deterministic: the same
+    Works on a partial study: what has not run is reported as such. The findings pool the
+    study's replicates (``replicate<i>/``) if it has any; tables and plots show replicate 0. Deterministic: the same
     study directory gives the same bytes.
     """
     res = load_study_results(study_dir)
     out = Path(out_dir) if out_dir is not None else Path(study_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
-    doc = build_document(
-        res,
-        all_findings(res.control, res.analysis, res.vs_clip, res.sanity),
-        _figures(res, out / "figures"),
-    )
+    pooled = pool([res, *load_replicates(res.root)])
+    findings = all_findings(pooled.control, pooled.analysis, pooled.vs_clip, pooled.sanity)
+    doc = build_document(res, findings, _figures(res, out / "figures"), pooled.replicates)
     (out / "report.md").write_text(render_markdown(doc, out))
     html = out / "report.html"
     html.write_text(render_html(doc))

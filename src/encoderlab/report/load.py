@@ -86,9 +86,11 @@ def _metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def _stages(root: Path) -> list[dict[str, Any]]:
-    """Every stage directory (depth <= 2) with its state and, when done, its seconds."""
+    """Every stage directory (depth <= 2, or 3 in a replicate) with its state and, when done,
+    its seconds."""
     found = []
-    for marker in sorted([*root.glob("*/stage*.json"), *root.glob("*/*/stage*.json")]):
+    markers = ("*/stage*.json", "*/*/stage*.json", "replicate*/*/*/stage*.json")
+    for marker in sorted(m for pattern in markers for m in root.glob(pattern)):
         if marker.name not in ("stage.json", "stage.pending.json"):
             continue
         done = marker.name == "stage.json"

@@ -63,7 +63,7 @@ def _not_run(what: str, path: str) -> Text:
 
 
 # -- sections ------------------------------------------------------------------------------
-def findings_section(findings: list[Finding]) -> Section:
+def findings_section(findings: list[Finding], replicates: int = 1) -> Section:
     counts = {
         v: sum(f.verdict == v for f in findings)
         for v in ("supported", "contradicted", "not resolved", "not run")
@@ -76,6 +76,13 @@ def findings_section(findings: list[Finding]) -> Section:
         "(entirely on the other side), not resolved (it includes the boundary, or the claim's "
         "premise fails: encoders near chance, or VLMs that do not use their image), not run."
     )
+    if replicates > 1:
+        intro += (
+            f" Pooled over {replicates} replicates (training seeds +0 to +{replicates - 1}): each "
+            "number is the mean of the replicates' estimates; its interval adds the variance "
+            "between seeds to the test-set sampling error. Tables and plots below show "
+            "replicate 0."
+        )
     return Section(
         "findings",
         SECTION_TITLES["findings"],
@@ -341,7 +348,7 @@ def variants_section(res: StudyResults) -> Section:
 
 
 def build_document(
-    res: StudyResults, findings: list[Finding], figures: Mapping[str, Path]
+    res: StudyResults, findings: list[Finding], figures: Mapping[str, Path], replicates: int = 1
 ) -> Document:
     """All sections in reading order; ``figures``: the report's own plots by key."""
     name = (res.study or {}).get("name") or ((res.study or {}).get("config") or {}).get("name")
@@ -354,7 +361,7 @@ def build_document(
         title,
         subtitle,
         [
-            findings_section(findings),
+            findings_section(findings, replicates),
             study_section(res),
             control_section(res, figures.get("control")),
             losses_section(res, figures.get("losses")),

@@ -48,6 +48,12 @@ class StudyConfig(StrictModel):
         description="encoders of the fused VLM (tokens concatenated by channel); [] for none",
     )
     suite: EvalConfig = Field(default_factory=EvalConfig)
+    replicates: int = Field(
+        1,
+        ge=1,
+        description="training seeds: replicate k > 0 reruns pretraining, control, analysis, "
+        "VLMs and suite with every training seed + k (same data and LM); findings pool them",
+    )
 
     @field_validator("objectives")
     @classmethod
@@ -77,6 +83,20 @@ class StudyConfig(StrictModel):
             raise ConfigError(
                 f"vlm.lm_path: {self.vlm.lm_path}: language model directory not found"
             )
+
+    def replicate(self, k: int) -> StudyConfig:
+        """Replicate ``k``: the encoder init, objective heads, data order and augmentations,
+        and the VLM's projector init and conversation sampling all draw from seed + k."""
+        if k == 0:
+            return self
+        return self.model_copy(
+            update={
+                "encoder": self.encoder.model_copy(update={"seed": self.encoder.seed + k}),
+                "objective": self.objective.model_copy(update={"seed": self.objective.seed + k}),
+                "pretrain": self.pretrain.model_copy(update={"seed": self.pretrain.seed + k}),
+                "vlm": self.vlm.model_copy(update={"seed": self.vlm.seed + k}),
+            }
+        )
 
     @property
     def vlms(self) -> dict[str, list[str]]:

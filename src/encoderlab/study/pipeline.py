@@ -50,19 +50,35 @@ class Study:
         cfg, out = self.cfg, self.out
         data = st.data_stage(cfg, out)
         preview = st.preview_stage(cfg, out, data)
-        pretrain = [st.pretrain_stage(cfg, out, data, name) for name in cfg.objectives]
-        control = st.control_stage(cfg, out, data, pretrain)
-        analysis = st.analysis_stage(cfg, out, data, pretrain)
         lm = st.lm_stage(cfg, out, data)
-        by_objective = dict(zip(cfg.objectives, pretrain, strict=True))
-        vlms = [
-            st.vlm_stage(cfg, out, name, lm, [by_objective[o] for o in objectives])
-            for name, objectives in cfg.vlms.items()
-        ]
-        suites = [st.suite_stage(cfg, out, v.name.split("/", 1)[1], v) for v in vlms]
-        done = [preview, *pretrain, control, analysis, lm, *vlms, *suites]
+        pretrain, evaluations = self._replicate(cfg, data, lm, "")
+        done = [preview, *pretrain, *evaluations[:2], lm, *evaluations[2:]]
+        for k in range(1, cfg.replicates):  # same data and LM, other training seeds
+            done += [
+                s
+                for group in self._replicate(cfg.replicate(k), data, lm, f"replicate{k}")
+                for s in group
+            ]
         report = st.report_stage(out, done)
         return [data, *done, report]
+
+    def _replicate(
+        self, cfg: StudyConfig, data: Stage, lm: Stage, root: str
+    ) -> tuple[list[Stage], list[Stage]]:
+        """One replicate's pretraining stages, then its control, analysis, VLM and suite."""
+        from encoderlab.study import stages as st
+
+        out = self.out
+        pretrain = [st.pretrain_stage(cfg, out, data, name, root) for name in cfg.objectives]
+        control = st.control_stage(cfg, out, data, pretrain, root)
+        analysis = st.analysis_stage(cfg, out, data, pretrain, root)
+        by_objective = dict(zip(cfg.objectives, pretrain, strict=True))
+        vlms = [
+            st.vlm_stage(cfg, out, name, lm, [by_objective[o] for o in objectives], root)
+            for name, objectives in cfg.vlms.items()
+        ]
+        suites = [st.suite_stage(cfg, out, v.name.rsplit("/", 1)[1], v, root) for v in vlms]
+        return pretrain, [control, analysis, *vlms, *suites]
 
     def plan(self) -> list[tuple[Stage, str]]:
         """Each stage with what a run would do to it: done, resume, stale or new."""

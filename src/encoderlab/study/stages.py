@@ -48,7 +48,15 @@ def preview_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
     return Stage("preview", out / "preview", {"n": 32}, run, [data])
 
 
-def pretrain_stage(cfg: StudyConfig, out: Path, data: Stage, objective: str) -> Stage:
+def _place(out: Path, root: str, *parts: str) -> tuple[str, Path]:
+    """A stage's name and directory; ``root`` is "" or a replicate's ``replicate<k>``."""
+    name = "/".join([*([root] if root else []), *parts])
+    return name, out / name
+
+
+def pretrain_stage(
+    cfg: StudyConfig, out: Path, data: Stage, objective: str, root: str = ""
+) -> Stage:
     from encoderlab.train.pretrain import PretrainConfig, pretrain
 
     pcfg = PretrainConfig(encoder=cfg.encoder, objective=cfg.objective, train=cfg.pretrain)
@@ -65,10 +73,12 @@ def pretrain_stage(cfg: StudyConfig, out: Path, data: Stage, objective: str) -> 
         **pcfg.model_dump(mode="json", exclude={"objective"}),
         "objective_section": cfg.objective.model_dump(mode="json", include=own),
     }
-    return Stage(f"pretrain/{objective}", out / "pretrain" / objective, config, run, [data])
+    return Stage(*_place(out, root, "pretrain", objective), config, run, [data])
 
 
-def control_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stage]) -> Stage:
+def control_stage(
+    cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stage], root: str = ""
+) -> Stage:
     def run(stage: Stage) -> dict[str, Any]:
         from encoderlab.evaluate.control import control_check
 
@@ -82,19 +92,20 @@ def control_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stage
         )
         return {"matched": result.get("matched")}
 
-    return Stage(
-        "control", out / "control", cfg.control.model_dump(mode="json"), run, [data, *pretrain]
-    )
+    config = cfg.control.model_dump(mode="json")
+    return Stage(*_place(out, root, "control"), config, run, [data, *pretrain])
 
 
-def analysis_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stage]) -> Stage:
+def analysis_stage(
+    cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stage], root: str = ""
+) -> Stage:
     """Counterfactual sensitivity, mined pairs, attribute probes and CKA of every encoder."""
 
     def run(stage: Stage) -> dict[str, Any]:
         from encoderlab.evaluate.analyze import analyze
         from encoderlab.train.pretrain import load_encoder
 
-        encoders = {p.name.split("/", 1)[1]: load_encoder(p.directory) for p in pretrain}
+        encoders = {p.name.rsplit("/", 1)[1]: load_encoder(p.directory) for p in pretrain}
         world = cfg.world if cfg.data_path is None else None
         result = analyze(
             encoders,
@@ -106,9 +117,8 @@ def analysis_stage(cfg: StudyConfig, out: Path, data: Stage, pretrain: list[Stag
         )
         return {"timing": result.get("timing", {})}
 
-    return Stage(
-        "analysis", out / "analysis", cfg.analysis.model_dump(mode="json"), run, [data, *pretrain]
-    )
+    config = cfg.analysis.model_dump(mode="json")
+    return Stage(*_place(out, root, "analysis"), config, run, [data, *pretrain])
 
 
 def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
@@ -138,7 +148,9 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
     return Stage("lm", out / "lm", config, run, [data])
 
 
-def vlm_stage(cfg: StudyConfig, out: Path, name: str, lm: Stage, encoders: list[Stage]) -> Stage:
+def vlm_stage(
+    cfg: StudyConfig, out: Path, name: str, lm: Stage, encoders: list[Stage], root: str = ""
+) -> Stage:
     """One VLM (stage 1 + 2) on one encoder, or two for the fused VLM; same recipe for all."""
 
     def run(stage: Stage) -> dict[str, Any]:
@@ -164,10 +176,10 @@ def vlm_stage(cfg: StudyConfig, out: Path, name: str, lm: Stage, encoders: list[
         return summary
 
     config = {"encoders": [e.name for e in encoders], **cfg.vlm.model_dump(mode="json")}
-    return Stage(f"vlm/{name}", out / "vlm" / name, config, run, [lm, *encoders])
+    return Stage(*_place(out, root, "vlm", name), config, run, [lm, *encoders])
 
 
-def suite_stage(cfg: StudyConfig, out: Path, name: str, vlm: Stage) -> Stage:
+def suite_stage(cfg: StudyConfig, out: Path, name: str, vlm: Stage, root: str = "") -> Stage:
     """The VQA suite on one VLM; items are generated once, under ``suite-items``."""
 
     suite_cfg = cfg.suite.model_copy(update={"world": cfg.world})
@@ -180,7 +192,7 @@ def suite_stage(cfg: StudyConfig, out: Path, name: str, vlm: Stage) -> Stage:
         return {"benchmarks": len(results["benchmarks"])}
 
     config = suite_cfg.model_dump(mode="json")
-    return Stage(f"suite/{name}", out / "suite" / name, config, run, [vlm])
+    return Stage(*_place(out, root, "suite", name), config, run, [vlm])
 
 
 def report_stage(out: Path, inputs: list[Stage]) -> Stage:
