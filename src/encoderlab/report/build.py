@@ -36,8 +36,8 @@ def build_report(study_dir: Path, out_dir: Path | None = None) -> Path:
     ``out_dir`` (default ``study_dir/report``); return the path of ``report.html``.
 
     Works on a partial study: what has not run is reported as such. The findings pool the
-    study's replicates (``replicate<i>/``) if it has any; tables and plots show replicate 0. Deterministic: the same
-    study directory gives the same bytes.
+    study's replicates (``replicate<i>/``) if it has any; tables and plots show replicate 0.
+    Deterministic: the same study directory gives the same bytes.
     """
     res = load_study_results(study_dir)
     out = Path(out_dir) if out_dir is not None else Path(study_dir) / "report"

@@ -51,7 +51,7 @@ def _pool_fields(
     None when the first has none. Replicates that lack the number are left out."""
     first = dicts[0]
     if first is None or any(first.get(k) is None for k in keys):
-        return first
+        return None if first is None else dict(first)
     rows = [
         tuple(float(d[k]) for k in keys)
         for d in dicts

@@ -51,21 +51,18 @@ class Study:
         data = st.data_stage(cfg, out)
         preview = st.preview_stage(cfg, out, data)
         lm = st.lm_stage(cfg, out, data)
-        pretrain, evaluations = self._replicate(cfg, data, lm, "")
-        done = [preview, *pretrain, *evaluations[:2], lm, *evaluations[2:]]
+        pretrain, encoder_checks, vlms = self._replicate(cfg, data, lm, "")
+        done = [preview, *pretrain, *encoder_checks, lm, *vlms]
         for k in range(1, cfg.replicates):  # same data and LM, other training seeds
-            done += [
-                s
-                for group in self._replicate(cfg.replicate(k), data, lm, f"replicate{k}")
-                for s in group
-            ]
+            for group in self._replicate(cfg.replicate(k), data, lm, f"replicate{k}"):
+                done += group
         report = st.report_stage(out, done)
         return [data, *done, report]
 
     def _replicate(
         self, cfg: StudyConfig, data: Stage, lm: Stage, root: str
-    ) -> tuple[list[Stage], list[Stage]]:
-        """One replicate's pretraining stages, then its control, analysis, VLM and suite."""
+    ) -> tuple[list[Stage], list[Stage], list[Stage]]:
+        """One replicate's stages: pretraining; control and analysis; VLMs and their suites."""
         from encoderlab.study import stages as st
 
         out = self.out
@@ -78,7 +75,7 @@ class Study:
             for name, objectives in cfg.vlms.items()
         ]
         suites = [st.suite_stage(cfg, out, v.name.rsplit("/", 1)[1], v, root) for v in vlms]
-        return pretrain, [control, analysis, *vlms, *suites]
+        return pretrain, [control, analysis], [*vlms, *suites]
 
     def plan(self) -> list[tuple[Stage, str]]:
         """Each stage with what a run would do to it: done, resume, stale or new."""
