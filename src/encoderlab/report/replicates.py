@@ -10,7 +10,7 @@ between-seed variance to the test-set sampling error). Shapes are those of ``loa
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +19,6 @@ from encoderlab.evaluate.stats import pool_replicates
 from encoderlab.report.load import StudyResults, load_study_results
 
 __all__ = ["Pooled", "load_replicates", "pool"]
-
-Getter = Callable[[dict[str, Any]], dict[str, Any] | None]
 
 
 def load_replicates(root: Path) -> list[StudyResults]:
@@ -47,8 +45,9 @@ class Pooled:
 def _pool_fields(
     dicts: Sequence[dict[str, Any] | None], keys: tuple[str, str, str]
 ) -> dict[str, Any] | None:
-    """``dicts[0]`` with ``keys`` = (value, low, high) pooled over every dict that has them;
-    None when the first has none. Replicates that lack the number are left out."""
+    """A copy of ``dicts[0]`` with ``keys`` = (value, low, high) pooled over every dict that
+    has them (unpooled if the first lacks them; None if it is None). Replicates that lack the
+    number are left out."""
     first = dicts[0]
     if first is None or any(first.get(k) is None for k in keys):
         return None if first is None else dict(first)
@@ -83,22 +82,20 @@ def _control(controls: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     return base
 
 
+def _sensitivity_factors(analysis: dict[str, Any] | None, a: str, b: str) -> dict[str, Any]:
+    """The per-factor A − B sensitivity differences of one analysis ({} if not compared)."""
+    for comp in ((analysis or {}).get("sensitivity") or {}).get("comparisons", []):
+        if (comp["a"], comp["b"]) == (a, b):
+            return comp["factors"]
+    return {}
+
+
 def _analysis(analyses: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     base = copy.deepcopy(analyses[0])
-    comparisons = ((base or {}).get("sensitivity") or {}).get("comparisons") or []
-    for comp in comparisons:
+    for comp in ((base or {}).get("sensitivity") or {}).get("comparisons") or []:
+        each = [_sensitivity_factors(a, comp["a"], comp["b"]) for a in analyses]
         for factor in comp["factors"]:
-            same = [
-                next(
-                    (
-                        c["factors"].get(factor)
-                        for c in ((a or {}).get("sensitivity") or {}).get("comparisons", [])
-                        if (c["a"], c["b"]) == (comp["a"], comp["b"])
-                    ),
-                    None,
-                )
-                for a in analyses
-            ]
+            same = [factors.get(factor) for factors in each]
             comp["factors"][factor] = _pool_fields(same, ("value", "low", "high"))
     return base
 
