@@ -562,3 +562,15 @@ def test_user_errors_are_one_line(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"control\.json: not valid JSON") as err:
         build_report(tmp_path / "s")
     assert "\n" not in str(err.value)
+
+
+def test_stage_table_names_the_report_being_written(tmp_path: Path) -> None:
+    _stage(tmp_path / "pretrain" / "clip", "pretrain/clip", 12.0)
+    _stage(tmp_path / "pretrain" / "dino", "pretrain/dino", 0.0, done=False)
+    _stage(tmp_path / "report", "report", 0.0, done=False)
+    states = {s["name"]: s["state"] for s in load_study_results(tmp_path).stages}
+    assert states == {
+        "pretrain/clip": "done",
+        "pretrain/dino": "started",
+        "report": "writing this report",
+    }

@@ -99,7 +99,9 @@ def _stages(root: Path) -> list[dict[str, Any]]:
         record = _json(marker) or {}
         name = record.get("name") or str(marker.parent.relative_to(root))
         seconds = (record.get("summary") or {}).get("seconds") if done else None
-        found.append({"name": name, "state": "done" if done else "started", "seconds": seconds})
+        # the report stage is pending while it writes the report that lists it
+        state = "done" if done else ("writing this report" if name == "report" else "started")
+        found.append({"name": name, "state": state, "seconds": seconds})
 
     def rank(s: dict[str, Any]) -> tuple[int, int, str]:
         head, _, tail = s["name"].partition("/")

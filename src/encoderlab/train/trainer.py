@@ -8,7 +8,6 @@ order, optimiser, schedule, precision, clipping, DDP, checkpoint/resume, logging
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -168,7 +167,8 @@ class Trainer:
         last: dict[str, Any] = {}
         window_t, window_n = time.perf_counter(), 0
         window_loss, window_steps = torch.zeros(()), 0
-        fields = "loss {task.fields[loss]:.4f}  {task.fields[rate]:.0f} samples/s"
+        # text fields: before the first logged window there is no loss to show ("-", not "nan")
+        fields = "loss {task.fields[loss]}  {task.fields[rate]} samples/s"
         with make_progress(self.progress, fields) as bar:
             bar_task = None
             if bar is not None:
@@ -176,8 +176,8 @@ class Trainer:
                     self.description,
                     total=self.total_steps,
                     completed=start_step,
-                    loss=math.nan,
-                    rate=0.0,
+                    loss="-",
+                    rate="-",
                 )
             batches = self._batches(start_step)
             for step in range(start_step, stop):
@@ -228,7 +228,9 @@ class Trainer:
                         last["grad_norm"] = float(grad_norm)
                     self._log(last)
                     if bar is not None:
-                        bar.update(bar_task, completed=done, loss=last["loss"], rate=rate)
+                        bar.update(
+                            bar_task, completed=done, loss=f"{last['loss']:.4f}", rate=f"{rate:.0f}"
+                        )
                 elif bar is not None:
                     bar.update(bar_task, completed=done)
                 if done % self.cfg.checkpoint_every == 0 or done == stop:
