@@ -1,0 +1,126 @@
+"""Does the stage-0 LM read its picture slot? A diagnostic of why tiny VLMs ignore their image.
+
+    .venv/bin/python bench/lm_context.py runs/tiny/lm/lm-<hash>          # a study's cached LM
+    .venv/bin/python bench/lm_context.py --train [--samples 6000] [--describe] [--full]
+
+Stage 0 trains the embedded LM on conversations whose picture slot holds the sample's caption
+(``vlm/lm.py``). If the LM learned to read that slot, its loss on the answers is lower with
+the sample's own caption than with another sample's. The same check with a "Describe the image
+briefly." turn (answer: the slot's text, a verbatim copy) shows whether it can copy from the
+slot at all. ``--train`` builds a fresh LM with the study's stage-0 recipe (optionally with more
+samples, a describe turn in every conversation, or complete scene descriptions in place of the
+alt-text captions) under ``bench/out/lm_context`` and checks that one. Prints held-out (val)
+losses in nats per answer token, own vs other picture text; a gap near 0 = the slot is ignored.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from encoderlab.suite.questions import training_conversation
+from encoderlab.vlm.config import VLMConfig
+from encoderlab.vlm.data import ExampleDataset, PadCollate, TrainWorld, conversations, read_world
+from encoderlab.vlm.lm import load_lm, pretrain_lm
+from encoderlab.vlm.template import IGNORE_INDEX, Template
+
+DESCRIBE = "Describe the image briefly."
+
+
+def full_description(meta: dict[str, Any]) -> str | None:
+    """Every factor of an object scene in words (None for documents and charts)."""
+    if meta["kind"] != "objects":
+        return None
+    parts = []
+    for o in meta["objects"]:
+        x, y = o["position"]
+        row = "top" if y < 0.4 else "bottom" if y > 0.6 else "middle"
+        col = "left" if x < 0.4 else "right" if x > 0.6 else "centre"
+        parts.append(
+            f"a {o['size']} {o['colour']} {o['texture']} {o['category']} "
+            f"in {o['style']} style at the {row} {col}"
+        )
+    text = f"{len(meta['objects'])} objects: " + ", ".join(parts)
+    if meta.get("text"):
+        text += f'; the text "{meta["text"]["content"]}" in {meta["text"]["colour"]}'
+    return text + f"; {meta['background']['style']} background"
+
+
+@torch.no_grad()
+def answer_loss(lm, template: Template, world: TrainWorld, convs: list, shift: int) -> float:
+    """Mean loss per answer token, the picture slot filled with sample ``i + shift``'s text."""
+    rows = [
+        template.conversation(turns, picture=world.texts[(i + shift) % len(world)])
+        for i, turns in convs
+    ]
+    data, collate = ExampleDataset(rows), PadCollate(int(template.tok.pad_token_id))
+    total, count = 0.0, 0
+    for start in range(0, len(rows), 32):
+        batch = collate([data[j] for j in range(start, min(start + 32, len(rows)))])
+        n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+        out = lm(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            labels=batch["labels"],
+            num_items_in_batch=n,
+        )
+        total, count = total + float(out.loss) * n, count + n
+    return total / count
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("lm", nargs="?", type=Path, help="a cached stage-0 LM (lm-<hash>)")
+    parser.add_argument("--data", type=Path, default=Path("runs/tiny/data/shards"))
+    parser.add_argument("--train", action="store_true", help="train a fresh stage-0 LM")
+    parser.add_argument("--samples", type=int, default=None, help="stage-0 samples seen")
+    parser.add_argument("--describe", action="store_true", help="add a describe turn")
+    parser.add_argument("--full", action="store_true", help="complete scene descriptions")
+    parser.add_argument("--n", type=int, default=512, help="held-out conversations")
+    args = parser.parse_args()
+    if (args.lm is None) == (not args.train):
+        parser.error("give a cached LM directory or --train")
+    cfg = VLMConfig()
+    val = read_world(args.data / "val", args.n, None, images=False)
+    worlds = [val]
+    if args.train:
+        train = cfg.stage0.train
+        if args.samples:
+            train = train.model_copy(update={"samples": args.samples})
+        cfg = cfg.model_copy(update={"stage0": cfg.stage0.model_copy(update={"train": train})})
+        world = read_world(args.data / "train", cfg.stage0.examples, None, images=False)
+        worlds.append(world)
+    if args.full:
+        for w in worlds:
+            w.texts = [full_description(m) or t for m, t in zip(w.metas, w.texts, strict=True)]
+    if args.train:
+        slot = {m["index"]: t for m, t in zip(world.metas, world.texts, strict=True)}
+
+        def with_describe(meta: dict, rng: np.random.Generator, n: int) -> list:
+            turns = training_conversation(meta, rng, n)
+            return [(DESCRIBE, slot[meta["index"]]), *turns] if turns else turns
+
+        fn = with_describe if args.describe else None
+        root = pretrain_lm(cfg, world, Path("bench/out/lm_context"), conversation_fn=fn)
+    else:
+        root = args.lm
+    lm, tokenizer = load_lm(root / "lm")
+    lm.eval()
+    template = Template(tokenizer, 0, cfg.max_text_tokens)
+    checks = {
+        "questions (stage-2 mix)": conversations(val, args.n, 4, seed=7, stage=2),
+        "describe (copy the slot)": [(i, [(DESCRIBE, t)]) for i, t in enumerate(val.texts)],
+    }
+    print(f"LM {root}: held-out loss per answer token (nats), picture slot own vs other")
+    print(f"{'check':26s} {'own':>7s} {'other':>7s} {'gap':>7s}")
+    for name, convs in checks.items():
+        own, other = (answer_loss(lm, template, val, convs, s) for s in (0, 1))
+        print(f"{name:26s} {own:7.3f} {other:7.3f} {other - own:7.3f}")
+
+
+if __name__ == "__main__":
+    main()
