@@ -10,7 +10,8 @@ briefly." turn (answer: the slot's text, a verbatim copy) shows whether it can c
 slot at all. ``--train`` builds a fresh LM with the study's stage-0 recipe (optionally with more
 samples, a describe turn in every conversation, or complete scene descriptions in place of the
 alt-text captions) under ``bench/out/lm_context`` and checks that one. Prints held-out (val)
-losses in nats per answer token, own vs other picture text; a gap near 0 = the slot is ignored.
+losses in nats per answer token, own vs other picture text (``encoderlab.vlm.context``, what the
+study's lm stage writes to ``lm/context.json``); a gap near 0 = the slot is ignored.
 """
 
 from __future__ import annotations
@@ -20,15 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from encoderlab.suite.questions import training_conversation
 from encoderlab.vlm.config import VLMConfig
-from encoderlab.vlm.data import ExampleDataset, PadCollate, TrainWorld, conversations, read_world
+from encoderlab.vlm.context import DESCRIBE, context_check
+from encoderlab.vlm.data import read_world
 from encoderlab.vlm.lm import load_lm, pretrain_lm
-from encoderlab.vlm.template import IGNORE_INDEX, Template
-
-DESCRIBE = "Describe the image briefly."
 
 
 def full_description(meta: dict[str, Any]) -> str | None:
@@ -50,28 +48,6 @@ def full_description(meta: dict[str, Any]) -> str | None:
     return text + f"; {meta['background']['style']} background"
 
 
-@torch.no_grad()
-def answer_loss(lm, template: Template, world: TrainWorld, convs: list, shift: int) -> float:
-    """Mean loss per answer token, the picture slot filled with sample ``i + shift``'s text."""
-    rows = [
-        template.conversation(turns, picture=world.texts[(i + shift) % len(world)])
-        for i, turns in convs
-    ]
-    data, collate = ExampleDataset(rows), PadCollate(int(template.tok.pad_token_id))
-    total, count = 0.0, 0
-    for start in range(0, len(rows), 32):
-        batch = collate([data[j] for j in range(start, min(start + 32, len(rows)))])
-        n = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-        out = lm(
-            input_ids=batch["input_ids"],
-            attention_mask=batch["attention_mask"],
-            labels=batch["labels"],
-            num_items_in_batch=n,
-        )
-        total, count = total + float(out.loss) * n, count + n
-    return total / count
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("lm", nargs="?", type=Path, help="a cached stage-0 LM (lm-<hash>)")
@@ -80,7 +56,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=None, help="stage-0 samples seen")
     parser.add_argument("--describe", action="store_true", help="add a describe turn")
     parser.add_argument("--full", action="store_true", help="complete scene descriptions")
-    parser.add_argument("--n", type=int, default=512, help="held-out conversations")
+    parser.add_argument("--n", type=int, default=512, help="held-out samples")
     args = parser.parse_args()
     if (args.lm is None) == (not args.train):
         parser.error("give a cached LM directory or --train")
@@ -109,17 +85,14 @@ def main() -> None:
     else:
         root = args.lm
     lm, tokenizer = load_lm(root / "lm")
-    lm.eval()
-    template = Template(tokenizer, 0, cfg.max_text_tokens)
-    checks = {
-        "questions (stage-2 mix)": conversations(val, args.n, 4, seed=7, stage=2),
-        "describe (copy the slot)": [(i, [(DESCRIBE, t)]) for i, t in enumerate(val.texts)],
-    }
+    check = context_check(lm, tokenizer, val, cfg.max_text_tokens)
     print(f"LM {root}: held-out loss per answer token (nats), picture slot own vs other")
-    print(f"{'check':26s} {'own':>7s} {'other':>7s} {'gap':>7s}")
-    for name, convs in checks.items():
-        own, other = (answer_loss(lm, template, val, convs, s) for s in (0, 1))
-        print(f"{name:26s} {own:7.3f} {other:7.3f} {other - own:7.3f}")
+    print(f"{'check':26s} {'own':>7s} {'other':>7s} {'gap [95% CI]':>24s}")
+    for name, label in (("questions", "questions (stage-2 mix)"), ("describe", "describe (copy)")):
+        r = check[name]
+        ci = f"{r['gap']:+.3f} [{r['gap_low']:+.3f}, {r['gap_high']:+.3f}]"
+        print(f"{label:26s} {r['own']:7.3f} {r['other']:7.3f} {ci:>24s}")
+    print(f"reads its picture slot: {check['reads_context']} ({check['n']} conversations)")
 
 
 if __name__ == "__main__":

@@ -429,6 +429,15 @@ def test_vlm_findings_need_vlms_that_use_their_image() -> None:
     assert [f.verdict for f in vacuous[5:7]] == ["not resolved", "not resolved"]
     assert "dino 28.0% vs blank 28.0%" in vacuous[5].note and "clip" not in vacuous[5].note
     assert all_findings(None, None, {}, {"dino": blind})[5].verdict == "not run"
+    # the LM's picture-slot check says why, and only when the LM does not read its slot
+    gap = {"own": 3.87, "other": 3.86, "gap": -0.01, "gap_low": -0.02, "gap_high": 0.0}
+    deaf = {"questions": gap, "describe": gap, "reads_context": False}
+    why = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind}, deaf)[5].note
+    assert "does not read its picture slot" in why and "3.87 nats" in why and "3.86" in why
+    reads = {**deaf, "reads_context": True}
+    note = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind}, reads)[5].note
+    assert note == vacuous[5].note
+    assert all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": sees}, deaf) == ok
 
 
 def test_all_findings_order_and_not_run() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -29,6 +30,8 @@ def test_smoke_study_runs_every_stage(smoke_study: tuple[Path, dict]) -> None:
     for name in ("clip", "siglip", "clip-pretrained-text", "dino"):
         assert (out / "pretrain" / name / "run.json").is_file()
     assert (out / "control" / "control.md").is_file()
+    context = json.loads((out / "lm" / "context.json").read_text())  # the LM's slot check
+    assert context["n"] > 0 and isinstance(context["reads_context"], bool)
     for vlm in ("clip", "dino", "fused"):
         assert (out / "vlm" / vlm / "vlm.json").is_file()
         assert (out / "suite" / vlm / "results.json").is_file()

@@ -10,10 +10,14 @@ import copy
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
+from torch import nn
 
 from encoderlab.data.synth import DataConfig, synthesize
 from encoderlab.data.synthworld import WorldConfig
@@ -24,6 +28,7 @@ from encoderlab.train.pretrain import load_encoder
 from encoderlab.train.trainer import Trainer
 from encoderlab.vlm import VLM, VLMConfig, load, load_vlm_config, train_vlm
 from encoderlab.vlm.checkpoint import write_encoder_run
+from encoderlab.vlm.context import context_check
 from encoderlab.vlm.data import (
     ExampleDataset,
     PadCollate,
@@ -422,3 +427,33 @@ def test_cli_train(
     record = json.loads((out / "vlm.json").read_text())
     assert record["checkpoint_hash"] == trained["checkpoint_hash"]  # same recipe, same weights
     assert f"VLM {record['checkpoint_hash']}" in capsys.readouterr().err
+
+
+class _ContextLM(nn.Module):
+    """A constructed causal "LM": each next-token logit is ``weight`` if the token appeared
+    earlier in the sequence (reads its context) or, with ``weight`` 0, flat (cannot)."""
+
+    def __init__(self, vocab: int, weight: float) -> None:
+        super().__init__()
+        self.vocab, self.weight = vocab, weight
+        self.dummy = nn.Parameter(torch.zeros(()))
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> SimpleNamespace:
+        seen = F.one_hot(input_ids, self.vocab).float() * attention_mask[..., None]
+        return SimpleNamespace(logits=self.weight * (seen.cumsum(dim=1) > 0).float())
+
+
+def test_context_check_tells_an_lm_that_reads_its_slot(root: Path, parts: dict) -> None:
+    """The check separates an LM whose answers come from its context from one that ignores it
+    (its gap is 0: the same logits whatever the caption)."""
+    held = read_world(root / "data" / "train", 64, None, images=False)
+    tok, vocab = parts["tok"], len(parts["tok"])
+    reads = context_check(_ContextLM(vocab, 5.0), tok, held, 256)
+    blind = context_check(_ContextLM(vocab, 0.0), tok, held, 256)
+    assert reads["reads_context"] and reads["describe"]["gap_low"] > 1.0
+    assert reads["questions"]["gap"] > 0  # the captions hold some of the answers
+    assert not blind["reads_context"]
+    for check in ("questions", "describe"):
+        r = blind[check]
+        assert max(abs(r["gap"]), abs(r["gap_low"]), abs(r["gap_high"])) < 1e-5
+        assert r["own"] == pytest.approx(np.log(vocab))

@@ -281,16 +281,32 @@ def no_gain(variant: str, clip_vs_variant: Mapping[str, Any] | None) -> Finding:
     return Finding("Variants", claim, verdict, rule, numbers, note)
 
 
-def blind_vlms(sanity: Mapping[str, Mapping[str, Any]], names: tuple[str, ...]) -> str:
+def blind_vlms(
+    sanity: Mapping[str, Mapping[str, Any]],
+    names: tuple[str, ...],
+    lm_context: Mapping[str, Any] | None = None,
+) -> str:
     """The VLMs among ``names`` that do not answer better with their image than with a blank
     one (``sanity[name]``: ``vlm.sanity.image_sanity``; its ``uses_image``: the paired CI of
-    real - blank lies above 0), as a note; '' if all do or it is unknown."""
+    real - blank lies above 0), as a note; '' if all do or it is unknown. When the study's LM
+    does not read its picture slot either (``lm_context``: ``vlm.context.context_check``), the
+    note says so: that is why."""
     blind = [
         f"{n} {100 * sanity[n]['real']:.1f}% vs blank {100 * sanity[n]['blank']:.1f}%"
         for n in names
         if n in sanity and sanity[n].get("uses_image") is False
     ]
-    return f"vacuous: the VLM does not use its image ({'; '.join(blind)})" if blind else ""
+    if not blind:
+        return ""
+    note = f"vacuous: the VLM does not use its image ({'; '.join(blind)})"
+    if lm_context and lm_context.get("reads_context") is False:
+        d = lm_context["describe"]
+        note += (
+            "; its LM does not read its picture slot even when that holds the caption: asked "
+            f"to repeat it, its loss is {d['own']:.2f} nats with the caption there vs "
+            f"{d['other']:.2f} with another image's"
+        )
+    return note
 
 
 def _premise(finding: Finding, why: str) -> Finding:
@@ -307,17 +323,20 @@ def all_findings(
     analysis: Mapping[str, Any] | None,
     vs_clip: Mapping[str, Mapping[str, Any]],
     sanity: Mapping[str, Mapping[str, Any]] | None = None,
+    lm_context: Mapping[str, Any] | None = None,
 ) -> list[Finding]:
     """Every claim, in the paper's order. ``vs_clip[name]``: ``compare(clip_dir, name_dir)``;
-    ``sanity[name]``: the VLM's real- vs blank-image check (a VLM claim needs it passed)."""
+    ``sanity[name]``: the VLM's real- vs blank-image check (a VLM claim needs it passed);
+    ``lm_context``: the LM's picture-slot check (explains a failed one)."""
     sanity = sanity or {}
+
+    def blind(names: tuple[str, ...]) -> str:
+        return blind_vlms(sanity, names, lm_context)
+
     return [
         matched_classification(control),
         *sensitivity_findings(analysis),
-        _premise(ocr_advantage(vs_clip.get("dino")), blind_vlms(sanity, ("clip", "dino"))),
-        _premise(vision_centric(vs_clip.get("dino")), blind_vlms(sanity, ("clip", "dino"))),
-        *(
-            _premise(no_gain(v, vs_clip.get(v)), blind_vlms(sanity, ("clip", v)))
-            for v in VARIANT_WORDS
-        ),
+        _premise(ocr_advantage(vs_clip.get("dino")), blind(("clip", "dino"))),
+        _premise(vision_centric(vs_clip.get("dino")), blind(("clip", "dino"))),
+        *(_premise(no_gain(v, vs_clip.get(v)), blind(("clip", v))) for v in VARIANT_WORDS),
     ]

@@ -2,7 +2,8 @@
 
 Layout (written by the study stages): ``control/control.json``, ``analysis/analysis.json`` (+
 PNGs), ``suite/<vlm>/results.json`` (+ ``per_item.csv``), ``pretrain/<objective>/metrics.jsonl``,
-``vlm/<name>/sanity.json`` (real vs blank image), ``preview/preview.png``, ``study.json`` and
+``vlm/<name>/sanity.json`` (real vs blank image), ``lm/context.json`` (does the LM read its
+picture slot), ``preview/preview.png``, ``study.json`` and
 a ``stage.json`` (done) or ``stage.pending.json``
 (started, not finished) in every stage directory.
 """
@@ -52,6 +53,7 @@ class StudyResults:
     stages: list[dict[str, Any]] = field(default_factory=list)
     problems: dict[str, str] = field(default_factory=dict)  # VLM name -> why no comparison
     sanity: dict[str, dict[str, Any]] = field(default_factory=dict)  # VLM -> real vs blank
+    lm_context: dict[str, Any] | None = None  # does the LM read its picture slot?
 
     @property
     def preview(self) -> Path | None:
@@ -134,6 +136,7 @@ def load_study_results(study_dir: str | Path) -> StudyResults:
         control=_json(root / "control" / "control.json"),
         analysis=_json(root / "analysis" / "analysis.json"),
         stages=_stages(root),
+        lm_context=_json(root / "lm" / "context.json"),  # vlm.context.CONTEXT_JSON
     )
     if res.control is not None and "encoders" in res.control:
         res.control["encoders"] = _reorder(res.control["encoders"])

@@ -121,6 +121,9 @@ def analysis_stage(
     return Stage(*_place(out, root, "analysis"), config, run, [data, *pretrain])
 
 
+CONTEXT_SAMPLES = 512  # held-out captions for the LM's picture-slot check
+
+
 def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
     """Stage 0: the embedded LM every VLM of the study starts from (or a check of lm_path)."""
     vcfg = cfg.vlm
@@ -131,11 +134,19 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
 
             load_lm(vcfg.lm_path)  # one line naming the path if it is not a causal LM
             return {"lm": vcfg.lm_path}
+        from encoderlab.train.checkpoint import write_json
+        from encoderlab.vlm.context import CONTEXT_JSON, context_check
         from encoderlab.vlm.data import read_world
-        from encoderlab.vlm.lm import pretrain_lm
+        from encoderlab.vlm.lm import load_lm, pretrain_lm
 
         world = read_world(split_dir(cfg, out, "train"), vcfg.stage0.examples, None, images=False)
-        return {"lm": str(pretrain_lm(vcfg, world, stage.directory))}
+        root = pretrain_lm(vcfg, world, stage.directory)
+        # does the LM read its picture slot? (held-out captions; shown in the report)
+        heldout = read_world(split_dir(cfg, out, "val"), CONTEXT_SAMPLES, None, images=False)
+        lm, tokenizer = load_lm(root / "lm")
+        check = context_check(lm, tokenizer, heldout, vcfg.max_text_tokens)
+        write_json(check, stage.directory / CONTEXT_JSON)
+        return {"lm": str(root), "reads_context": check["reads_context"]}
 
     config = {
         "lm": vcfg.lm.model_dump(mode="json"),
