@@ -304,7 +304,7 @@ def blind_vlms(
         note += (
             "; its LM does not read its picture slot even when that holds the caption: asked "
             f"to repeat it, its loss is {d['own']:.2f} nats with the caption there vs "
-            f"{d['other']:.2f} with another image's"
+            f"{d['other']:.2f} with another image's caption"
         )
     return note
 
