@@ -141,8 +141,11 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
 
         world = read_world(split_dir(cfg, out, "train"), vcfg.stage0.examples, None, images=False)
         root = pretrain_lm(vcfg, world, stage.directory)
+        val = split_dir(cfg, out, "val")
+        if not val.is_dir():  # real data without a val split: no check, nothing to report
+            return {"lm": str(root)}
         # does the LM read its picture slot? (held-out captions; shown in the report)
-        heldout = read_world(split_dir(cfg, out, "val"), CONTEXT_SAMPLES, None, images=False)
+        heldout = read_world(val, CONTEXT_SAMPLES, None, images=False)
         lm, tokenizer = load_lm(root / "lm")
         check = context_check(lm, tokenizer, heldout, vcfg.max_text_tokens)
         write_json(check, stage.directory / CONTEXT_JSON)

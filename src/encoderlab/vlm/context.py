@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from encoderlab.evaluate.stats import paired_difference, ratio_of_means
-from encoderlab.vlm.data import PadCollate, TrainWorld, conversations
+from encoderlab.vlm.data import ExampleDataset, PadCollate, TrainWorld, conversations
 from encoderlab.vlm.template import IGNORE_INDEX, Template
 
 __all__ = ["CONTEXT_JSON", "DESCRIBE", "answer_losses", "context_check"]
@@ -45,16 +45,11 @@ def answer_losses(
         template.conversation(turns, picture=pictures[(i + shift) % len(pictures)])
         for i, turns in convs
     ]
-    collate = PadCollate(int(template.tok.pad_token_id))
+    data, collate = ExampleDataset(rows), PadCollate(int(template.tok.pad_token_id))
     device = next(lm.parameters()).device
     sums, counts = [], []
     for start in range(0, len(rows), batch_size):
-        batch = collate(
-            [
-                {"input_ids": r.input_ids, "labels": r.labels, "image": -1, "index": 0}
-                for r in rows[start : start + batch_size]
-            ]
-        )
+        batch = collate([data[i] for i in range(start, min(start + batch_size, len(rows)))])
         logits = lm(
             input_ids=batch["input_ids"].to(device),
             attention_mask=batch["attention_mask"].to(device),
