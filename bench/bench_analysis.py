@@ -1,4 +1,4 @@
-"""Embedding-analysis speed: 4 freshly initialised tiny encoders, N scenes x 8 factors.
+"""Embedding-analysis speed: 4 freshly initialised encoders (the tiny preset's), N scenes x 8 factors.
 
 Usage: ``python bench/bench_analysis.py [--scenes 2000] [--encoders 4] [--out DIR]``.
 Runs the whole analysis twice on the same cache directory: cold (render + embed everything)
@@ -6,8 +6,9 @@ and warm (embeddings and probe results from the disk cache). Prints one row per 
 target is <= 120 s cold for 4 encoders x 2,000 scenes on the 2-core dev machine. Numbers of
 fresh encoders mean nothing scientifically; only the timings matter.
 
-Budget note: 2,000 scenes give ~17,000 images per encoder (~72,000 forward passes of a
-~0.37 GFLOP ViT for 4 encoders plus CKA, ~27 TFLOP). That fits 120 s only with native bf16
+Budget note: 2,000 scenes give ~17,000 images per encoder (~72,000 forward passes for 4
+encoders plus CKA: ~27 TFLOP with the 0.36-GFLOP dim-192 / 6-block ViT, ~8 TFLOP with the
+preset's 0.11-GFLOP dim-128 / 4-block one). That fits 120 s only with native bf16
 (AVX-512-BF16/AMX, or a GPU); on an AVX2-only CPU inference runs in fp32 (see
 ``resolve_precision``) and the embedding stage alone is bounded by the fp32 matmul rate.
 """
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from encoderlab.config import load_preset
 from encoderlab.data.synthworld import WorldConfig
 from encoderlab.encoders.vit import EncoderConfig, build_encoder
 from encoderlab.evaluate.analyze import AnalysisConfig, analyze
@@ -38,12 +40,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep the report here")
     args = parser.parse_args()
 
+    preset = load_preset("tiny")
     encoders = {
-        NAMES[s]: build_encoder(EncoderConfig(size="tiny", image_size=64, patch_size=8, seed=s))
+        NAMES[s]: build_encoder(EncoderConfig(**{**preset["encoder"], "seed": s}))
         for s in range(args.encoders)
     }
     cfg = AnalysisConfig(scenes=args.scenes, batch_size=args.batch_size)
-    world = WorldConfig(image_size=64)
+    world = WorldConfig(**preset["world"])
     work = Path(tempfile.mkdtemp(prefix="bench_analysis_"))
     out = args.out or work / "out"
     runs = {}
@@ -59,7 +62,8 @@ def main() -> None:
     cka_images = min(cfg.cka.images, args.scenes)
     precision = resolve_precision(cfg.precision, torch.device("cpu"))
     print(
-        f"\n{args.encoders} tiny encoders x {args.scenes} scenes x {len(cfg.factors)} factors: "
+        f"\n{args.encoders} {preset['encoder']['size']} encoders x {args.scenes} scenes x "
+        f"{len(cfg.factors)} factors: "
         f"{images} images per encoder, precision {precision}, {torch.get_num_threads()} threads"
     )
     stages = list(dict.fromkeys(s for _, timing in runs.values() for s in timing))

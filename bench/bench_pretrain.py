@@ -5,8 +5,8 @@
 Runs, one after the other on the same machine: a bf16 matmul to measure the machine's peak;
 our trainer (real shards, real data loading) for each objective; OpenCLIP's trainer
 (`python -m open_clip_train.main --dataset-type synthetic`) on the identical CLIP model config
-(ViT dim 192 / depth 6 / patch 8 at 64 px, text width 192 / 4 layers / context 32, embed 256,
-the preset's batch size, amp_bf16 where bf16 is native else fp32, no loader workers). Prints pairs/s, the ratio to OpenCLIP and the FLOP
+(built from the preset: its ViT size, patch and image size, the clip objective's text tower and
+embed size; the preset's batch size, amp_bf16 where bf16 is native else fp32, no loader workers). Prints pairs/s, the ratio to OpenCLIP and the FLOP
 utilisation (model FLOPs per sample, counted with torch's FlopCounterMode, times samples/s,
 over the measured bf16 matmul rate).
 
@@ -31,24 +31,33 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from encoderlab.config import load_preset
 from encoderlab.data.reader import SampleDataset, collate, index_source
-from encoderlab.encoders.vit import EncoderConfig, build_encoder
+from encoderlab.encoders.vit import NAMED_SIZES, EncoderConfig, build_encoder
 from encoderlab.objectives import ObjectiveConfig, build_objective
 from encoderlab.precision import autocast, resolve_precision
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.pretrain import PretrainConfig, pretrain
 
 OBJECTIVES = ("clip", "siglip", "clip-pretrained-text", "dino")
-OPENCLIP_CONFIG = {
-    "embed_dim": 256,
-    "vision_cfg": {"image_size": 64, "layers": 6, "width": 192, "head_width": 64, "patch_size": 8},
-    "text_cfg": {"context_length": 32, "vocab_size": 49408, "width": 192, "heads": 3, "layers": 4},
-}
 OPENCLIP_RUNNER = """
 import sys, open_clip
 open_clip.add_model_config(sys.argv[1])
 from open_clip_train.main import main
 main(sys.argv[2:])
 """
+
+
+def openclip_config(preset: dict) -> dict:
+    """OpenCLIP's model config for the preset's CLIP: the same ViT and text tower."""
+    enc = EncoderConfig(**preset["encoder"])
+    width, layers, heads = NAMED_SIZES[enc.size]
+    clip = ObjectiveConfig(**preset["objective"]).clip
+    vision = {"image_size": enc.image_size, "patch_size": enc.patch_size, "layers": layers}
+    vision.update(width=width, head_width=width // heads)
+    return {
+        "embed_dim": clip.embed_dim,
+        "vision_cfg": vision,
+        "text_cfg": clip.text.model_dump(),
+    }
 
 
 def matmul_peak(seconds: float = 1.0, sizes: tuple[int, ...] = (1024, 2048)) -> float:
@@ -107,13 +116,14 @@ def ours(objective: str, preset: dict, data: Path, steps: int, out: Path) -> flo
     return sum(rates) / len(rates)
 
 
-def openclip(steps: int, batch: int, out: Path) -> float:
+def openclip(steps: int, preset: dict, out: Path) -> float:
     """Samples/s that OpenCLIP's trainer logs (mean over its log lines after the first)."""
     # The same precision ours resolves to: amp_bf16 where bf16 is native, else fp32 (emulated
     # bf16 would make OpenCLIP many times slower and the comparison meaningless).
     precision = "amp_bf16" if resolve_precision("auto", torch.device("cpu")) == "bf16" else "fp32"
+    batch = preset["pretrain"]["batch_size"]
     cfg = out / "encoderlab-tiny.json"
-    cfg.write_text(json.dumps(OPENCLIP_CONFIG))
+    cfg.write_text(json.dumps(openclip_config(preset)))
     runner = out / "run_openclip.py"
     runner.write_text(OPENCLIP_RUNNER)
     args = [
@@ -152,7 +162,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
         batch = preset["pretrain"]["batch_size"]
-        oc = openclip(args.steps, batch, out)
+        oc = openclip(args.steps, preset, out)
         oc_flops = flops_per_sample("clip", preset, args.data, batch)
         rows.append(("OpenCLIP trainer (clip)", oc, oc_flops))
         for name in args.objectives.split(","):

@@ -8,7 +8,9 @@ language or self-supervised objective can be expected to do better in that budge
 Usage: ``python bench/bench_stem.py --data runs/tiny/data/shards [--steps 400] [--lr 5e-4]``.
 Prints one row per stem: held-out category accuracy at a few steps, seconds, FLOP/image.
 The README's figures (400 steps, lr 2e-4 and 1e-3) came from a first version of this script
-whose stem widths were 32/64/128 (the shipped stem: 24/48/96).
+whose stem widths were 32/64/128 (the shipped stem: 24/48/96). The encoder size comparison
+(``--size tiny`` vs ``--size mini --steps 1200``, lr 1e-3, conv stem) came from a throw-away
+copy of this training loop that evaluated at half and full length.
 """
 
 from __future__ import annotations

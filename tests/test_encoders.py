@@ -122,7 +122,7 @@ def test_unknown_size_is_a_one_line_config_error(size: str) -> None:
         parse_config(EncoderConfig, {"size": size}, "study.yaml")
     msg = str(err.value)
     assert "\n" not in msg and "study.yaml: size" in msg and size in msg
-    assert "micro, tiny, small" in msg
+    assert "micro, mini, tiny, small" in msg
 
 
 def test_patch_must_divide_image() -> None:

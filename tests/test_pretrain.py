@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +21,7 @@ from encoderlab.encoders.vit import EncoderConfig
 from encoderlab.errors import EncoderlabError
 from encoderlab.objectives import ObjectiveConfig
 from encoderlab.train.config import TrainConfig
-from encoderlab.train.pretrain import PretrainConfig, load_encoder, pretrain
+from encoderlab.train.pretrain import PretrainConfig, load_encoder, pretrain, run_names
 
 STEPS = 5
 BATCH = 32
@@ -112,6 +113,12 @@ def test_run_artefacts_and_sibling_diffs(smoke_data: Path, tmp_path: Path) -> No
     assert enc(images).shape == (2, enc.embed_dim)
     with pytest.raises(EncoderlabError, match="not a finished encoderlab run"):
         load_encoder(tmp_path)
+    # Runs are labelled by objective; two runs of one objective (two studies' CLIPs) by
+    # directory, then numbered, so the control check and analysis never merge them.
+    shutil.copytree(tmp_path / "clip", tmp_path / "other" / "clip")
+    shutil.copytree(tmp_path / "clip", tmp_path / "clip-b")
+    runs = [tmp_path / "clip", tmp_path / "dino", tmp_path / "clip-b", tmp_path / "other" / "clip"]
+    assert run_names(runs) == ["clip", "dino", "clip-b", "clip-2"]
 
 
 def test_cli_errors_are_one_line(smoke_data: Path, tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -27,7 +26,7 @@ def load_encoders(specs: list[str]) -> dict[str, Any]:
     """Name -> encoder for run directories (named by objective) and ``KIND:MODEL=PATH``
     specs (named by model); clashing names fall back to the directory name, then a suffix."""
     from encoderlab.evaluate.external import is_external_spec, load_external
-    from encoderlab.train.pretrain import load_encoder, run_objective
+    from encoderlab.train.pretrain import load_encoder, run_objective, unique_name
 
     out: dict[str, Any] = {}
     for spec in specs:
@@ -43,9 +42,7 @@ def load_encoders(specs: list[str]) -> dict[str, Any]:
             path = Path(spec)
             enc = load_encoder(path)
             candidates = [run_objective(path), path.resolve().name]
-        numbered = (f"{candidates[0]}-{k}" for k in itertools.count(2))
-        name = next(c for c in itertools.chain(candidates, numbered) if c not in out)
-        out[name] = enc
+        out[unique_name(candidates, out)] = enc
     return out
 
 

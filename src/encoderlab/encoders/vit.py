@@ -34,6 +34,10 @@ __all__ = [
 # name -> (embed_dim, depth, num_heads); anything else must be a timm ViT name.
 NAMED_SIZES: dict[str, tuple[int, int, int]] = {
     "micro": (64, 2, 2),  # tests and smoke runs
+    # A third of tiny's FLOPs, and as good per step with labels (bench/bench_stem.py: 27.6% vs
+    # 24.7% at 400 steps; 81.6% at 1,200 steps in tiny's 400-step time). Not the preset's: the
+    # self-supervised objectives gain less from it (README, "encoder size").
+    "mini": (128, 4, 4),
     "tiny": (192, 6, 3),  # the CPU preset (64 px, patch 8: 64 patch tokens + CLS)
     "small": (384, 12, 6),
 }
@@ -48,7 +52,7 @@ def _known_sizes() -> str:
 class EncoderConfig(StrictModel):
     """Architecture and init of the ViT; identical across the objectives of a study."""
 
-    size: str = Field("tiny", description="micro | tiny | small | a timm ViT name")
+    size: str = Field("tiny", description="micro | mini | tiny | small | a timm ViT name")
     image_size: int = Field(64, gt=0)
     patch_size: int = Field(8, gt=0)
     stem: Literal["patch", "conv"] = Field(

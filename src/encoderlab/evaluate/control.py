@@ -24,7 +24,7 @@ from encoderlab.evaluate.imagesets import load_labelled
 from encoderlab.evaluate.stats import paired_difference
 from encoderlab.progress import make_progress
 from encoderlab.train.checkpoint import write_json
-from encoderlab.train.pretrain import load_encoder, load_objective, run_objective
+from encoderlab.train.pretrain import load_encoder, load_objective, run_names
 
 TARGETS = ("category", "superclass")
 # Only one-object scenes: with 2-3 objects, which one is "the" category is not in the pixels.
@@ -87,7 +87,7 @@ def control_check(
     """Score every run; write ``control.json`` and ``control.md`` under ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    encoders = {run_objective(r): load_encoder(r) for r in runs}
+    encoders = {name: load_encoder(r) for name, r in zip(run_names(runs), runs, strict=True)}
     size = next(iter(encoders.values())).cfg.image_size
     wanted = (*TARGETS, SINGLE)
     train = load_labelled(train_data, size, wanted, split="train", max_images=cfg.train_samples)

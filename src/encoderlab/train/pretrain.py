@@ -9,8 +9,10 @@ text towers for zero-shot), ``metrics.jsonl``, ``siblings.json`` and, written la
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -151,3 +153,19 @@ def run_objective(run_dir: Path) -> str:
     """The objective name recorded in a run directory."""
     run_dir = _require_run(run_dir, "config.json")
     return json.loads((run_dir / "config.json").read_text())["objective"]
+
+
+def unique_name(candidates: list[str], taken: Collection[str]) -> str:
+    """The first candidate not in ``taken``, else the first one numbered (``clip-2``, ...):
+    how encoders are labelled when two runs share an objective."""
+    numbered = (f"{candidates[0]}-{k}" for k in itertools.count(2))
+    return next(c for c in itertools.chain(candidates, numbered) if c not in taken)
+
+
+def run_names(runs: list[Path]) -> list[str]:
+    """A label per run directory: its objective, or its directory name when two runs share
+    an objective (e.g. two CLIP runs of different studies)."""
+    names: list[str] = []
+    for run in runs:
+        names.append(unique_name([run_objective(run), Path(run).resolve().name], names))
+    return names
