@@ -6,9 +6,9 @@ Runs, one after the other on the same machine: a bf16 matmul to measure the mach
 our trainer (real shards, real data loading) for each objective; OpenCLIP's trainer
 (`python -m open_clip_train.main --dataset-type synthetic`) on the identical CLIP model config
 (built from the preset: its ViT size, patch and image size, the clip objective's text tower and
-embed size; the preset's batch size, amp_bf16 where bf16 is native else fp32, no loader workers). Prints pairs/s, the ratio to OpenCLIP and the FLOP
-utilisation (model FLOPs per sample, counted with torch's FlopCounterMode, times samples/s,
-over the measured bf16 matmul rate).
+embed size; the preset's batch size, amp_bf16 where bf16 is native else fp32, no loader
+workers). Prints pairs/s, the ratio to OpenCLIP and the FLOP utilisation (model FLOPs per
+sample, counted with torch's FlopCounterMode, times samples/s, over the measured matmul rate).
 
 OpenCLIP's ViT has no conv stem, so the side-by-side rows use the tiny preset with the plain
 patchify ViT (``stem: patch``): the identical model. A last row times the preset as shipped
