@@ -15,6 +15,7 @@ from torch import nn
 import encoderlab.cli.analyze  # noqa: F401  (registers the command)
 from encoderlab.cli import main
 from encoderlab.data.augment import CLIP_MEAN, CLIP_STD
+from encoderlab.data.synth import DataConfig, synthesize
 from encoderlab.data.synthworld import WorldConfig
 from encoderlab.encoders.vit import EncoderConfig, build_encoder
 from encoderlab.errors import DataError, EncoderlabError
@@ -337,3 +338,15 @@ def test_bad_inputs_are_one_line_errors(tmp_path, capsys):
         assert exit_info.value.code == 2
         err = capsys.readouterr().err.strip()
         assert expected in err and "\n" not in err and "Traceback" not in err
+
+
+def test_a_study_data_stage_directory_reads_as_its_data_set(tmp_path):
+    """`--data runs/S/data` (a study's data stage, the data set under shards/) means the same
+    data as `runs/S/data/shards`: same images and labels, and its world (so the sensitivity
+    analysis runs) instead of an unlabelled folder of every split."""
+    small = DataConfig(train=8, val=8, test=16, shard_size=64, workers=1)
+    synthesize(WORLD, small, tmp_path / "data" / "shards", progress=False)
+    stage = load_labelled(tmp_path / "data", 32, attributes=["category"])
+    root = load_labelled(tmp_path / "data" / "shards", 32, attributes=["category"])
+    assert len(stage.images) == len(root.images) == 16  # the test split only
+    assert stage.labels == root.labels and stage.world == root.world == WORLD

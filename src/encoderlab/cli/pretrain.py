@@ -58,13 +58,17 @@ def pretrain_cmd(
 @app.command("probe")
 def probe_cmd(
     runs: list[Path] = typer.Argument(..., help="finished pretraining run directories"),
-    data: Path = typer.Option(..., help="data-set root with train/ and test/ splits"),
+    data: Path = typer.Option(
+        ..., help="data-set root with train/ and test/ splits (or a study's data/ stage)"
+    ),
     out: Path = typer.Option(Path("control"), help="where control.json / control.md go"),
     preset: str = typer.Option("tiny", help="preset whose `control` section to use"),
 ) -> None:
     """The control check: kNN, linear probe and zero-shot category accuracy per encoder."""
+    from encoderlab.data.shards import dataset_root
     from encoderlab.evaluate.control import ControlConfig, control_check
 
+    data = dataset_root(data)
     for split in ("train", "test"):
         if not (data / split).is_dir():
             raise DataError(f"{data}: no {split}/ split (pass a data-set root)")

@@ -33,6 +33,7 @@ __all__ = [
     "SampleFn",
     "ShardInfo",
     "SplitInfo",
+    "dataset_root",
     "encode_sample",
     "read_manifest",
     "shard_name",
@@ -245,6 +246,13 @@ def write_manifest(
     tmp.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def dataset_root(path: str | Path) -> Path:
+    """``path``, or ``path/shards`` when the data set is there (a study's ``data`` stage
+    directory keeps it so): both name the same data, so commands accept either."""
+    nested = Path(path) / "shards"
+    return nested if (nested / MANIFEST_NAME).is_file() else Path(path)
 
 
 def read_manifest(data_dir: str | Path) -> Manifest:

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from encoderlab.config import parse_config
 from encoderlab.data.folder import IMAGE_COLUMNS, TEXT_COLUMNS
 from encoderlab.data.reader import SampleDataset, SkipReport, collate, index_source
-from encoderlab.data.shards import MANIFEST_NAME
+from encoderlab.data.shards import MANIFEST_NAME, dataset_root
 from encoderlab.data.synthworld import WorldConfig
 from encoderlab.errors import DataError
 from encoderlab.evaluate.attributes import SYNTH_ATTRIBUTES, Labels, synth_labels
@@ -44,7 +44,7 @@ class LabelledSet:
 
 def world_of(path: Path) -> WorldConfig | None:
     """The SynthWorld config recorded in the manifest of ``path`` or of its parent."""
-    for root in (path, path.parent):
+    for root in (dataset_root(path), path.parent):
         manifest = root / MANIFEST_NAME
         if manifest.is_file():
             try:
@@ -58,6 +58,7 @@ def world_of(path: Path) -> WorldConfig | None:
 
 
 def _source(data: Path, split: str) -> Path:
+    data = dataset_root(data)
     if data.is_dir() and (data / MANIFEST_NAME).is_file():
         split_dir = data / split
         if not split_dir.is_dir():
