@@ -12,6 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+from torch import nn
+
 from encoderlab.errors import ConfigError
 from encoderlab.progress import console
 from encoderlab.train.checkpoint import write_json
@@ -24,18 +27,19 @@ from encoderlab.vlm.data import (
     ConversationFn,
     ExampleDataset,
     PadCollate,
+    TrainWorld,
     caption_examples,
     instruction_examples,
     read_world,
     train_split,
 )
 from encoderlab.vlm.lm import lm_info, load_lm, pretrain_lm
-from encoderlab.vlm.model import build_model
+from encoderlab.vlm.model import VLMModel, build_model
 from encoderlab.vlm.stages import VLMStageTask
 from encoderlab.vlm.template import Template
 from encoderlab.vlm.vision import VisionTower, encode_images
 
-__all__ = ["train_vlm"]
+__all__ = ["train_stages", "train_vlm"]
 
 
 def _finished(out: Path, cfg: VLMConfig, encoder_dirs: list[Path]) -> dict[str, Any] | None:
@@ -54,6 +58,65 @@ def _last_metrics(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "metrics.jsonl"
     lines = path.read_text().splitlines() if path.is_file() else []
     return json.loads(lines[-1]) if lines else {}
+
+
+def train_stages(
+    model: VLMModel,
+    features: torch.Tensor,
+    template: Template,
+    world: TrainWorld,
+    cfg: VLMConfig,
+    out: Path,
+    dist: DistInfo,
+    progress: bool = True,
+    conversation_fn: ConversationFn | None = None,
+    vision: nn.Module | None = None,
+) -> dict[str, Any]:
+    """Stages 1 and 2 on ``features`` ``[N, T, D]`` (row i: the world's sample i), each in
+    ``out/stageK`` through the shared trainer; returns each stage's summary. Separate from
+    ``train_vlm`` so features that no encoder made (``bench/vlm_oracle.py``'s ground-truth
+    tokens) train exactly as an encoder's do."""
+    collate = PadCollate(int(template.tok.pad_token_id))
+    stage_data = {
+        1: caption_examples(template, world, cfg.stage1.examples),
+        2: instruction_examples(
+            template, world, cfg.stage2.examples, cfg.n_turns, cfg.seed, conversation_fn
+        ),
+    }
+    stages: dict[str, Any] = {}
+    for stage, stage_cfg in ((1, cfg.stage1), (2, cfg.stage2)):
+        examples, images = stage_data[stage]
+        task = VLMStageTask(model, features, stage)
+        summary = task.summary(vision=vision)
+        if dist.is_main and progress:
+            console.print(
+                f"stage {stage}: trains {', '.join(summary['trainable'])} "
+                f"({summary['trainable_params']:,} params); frozen: {', '.join(summary['frozen'])} "
+                f"({summary['frozen_params']:,} params); {len(examples)} examples"
+            )
+        trainer = Trainer(
+            task,
+            ExampleDataset(examples, images),
+            collate,
+            stage_cfg.train,
+            out / f"stage{stage}",
+            dist_info=dist,
+            progress=progress,
+            description=f"vlm stage {stage}",
+        )
+        if dist.is_main:
+            (out / f"stage{stage}").mkdir(parents=True, exist_ok=True)
+            write_json(summary, out / f"stage{stage}" / "stage.json")
+        t0 = time.perf_counter()
+        last = trainer.fit() or _last_metrics(out / f"stage{stage}")
+        stages[f"stage{stage}"] = {
+            **summary,
+            "examples": len(examples),
+            "steps": stage_cfg.train.total_steps,
+            "final": last,
+            "seconds": time.perf_counter() - t0,
+        }
+    return stages
 
 
 def train_vlm(
@@ -103,47 +166,9 @@ def train_vlm(
     template = Template(tokenizer, tower.num_tokens, cfg.max_text_tokens)
     model = build_model(tower, lm, tokenizer, cfg.seed)
     features = encode_images(tower, world.images, progress=progress and dist.is_main)
-    collate = PadCollate(int(tokenizer.pad_token_id))
-
-    stage_data = {
-        1: caption_examples(template, world, cfg.stage1.examples),
-        2: instruction_examples(
-            template, world, cfg.stage2.examples, cfg.n_turns, cfg.seed, conversation_fn
-        ),
-    }
-    stages: dict[str, Any] = {}
-    for stage, stage_cfg in ((1, cfg.stage1), (2, cfg.stage2)):
-        examples, images = stage_data[stage]
-        task = VLMStageTask(model, features, stage)
-        summary = task.summary(vision=tower)
-        if dist.is_main and progress:
-            console.print(
-                f"stage {stage}: trains {', '.join(summary['trainable'])} "
-                f"({summary['trainable_params']:,} params); frozen: {', '.join(summary['frozen'])} "
-                f"({summary['frozen_params']:,} params); {len(examples)} examples"
-            )
-        trainer = Trainer(
-            task,
-            ExampleDataset(examples, images),
-            collate,
-            stage_cfg.train,
-            out / f"stage{stage}",
-            dist_info=dist,
-            progress=progress,
-            description=f"vlm stage {stage}",
-        )
-        if dist.is_main:
-            (out / f"stage{stage}").mkdir(parents=True, exist_ok=True)
-            write_json(summary, out / f"stage{stage}" / "stage.json")
-        t0 = time.perf_counter()
-        last = trainer.fit() or _last_metrics(out / f"stage{stage}")
-        stages[f"stage{stage}"] = {
-            **summary,
-            "examples": len(examples),
-            "steps": stage_cfg.train.total_steps,
-            "final": last,
-            "seconds": time.perf_counter() - t0,
-        }
+    stages = train_stages(
+        model, features, template, world, cfg, out, dist, progress, conversation_fn, tower
+    )
     model.requires_grad_(False)
     info = {
         "lm": lm_record,
