@@ -438,6 +438,16 @@ def test_vlm_findings_need_vlms_that_use_their_image() -> None:
     note = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind}, reads)[5].note
     assert note == vacuous[5].note
     assert all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": sees}, deaf) == ok
+    # the recipe's positive control (ground-truth image tokens) says whose fault it is
+    check = {"own": 0.25, "other": 0.25, "gain": 0.0, "gain_low": 0.0, "gain_high": 0.0}
+    stuck = {**check, "uses_image": False}
+    note = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind}, None, stuck)
+    assert "25.0% with a scene's own ground-truth tokens vs 25.0%" in note[5].note
+    assert "recipe cannot use an image at all" in note[5].note
+    works = {**check, "own": 0.9, "gain": 0.65, "uses_image": True}
+    note = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind}, None, works)
+    assert "90.0%" in note[5].note and "encoders' features are what it cannot use" in note[5].note
+    assert all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": sees}, None, stuck) == ok
 
 
 def test_all_findings_order_and_not_run() -> None:

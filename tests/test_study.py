@@ -32,6 +32,8 @@ def test_smoke_study_runs_every_stage(smoke_study: tuple[Path, dict]) -> None:
     assert (out / "control" / "control.md").is_file()
     context = json.loads((out / "lm" / "context.json").read_text())  # the LM's slot check
     assert context["n"] > 0 and isinstance(context["reads_context"], bool)
+    oracle = json.loads((out / "vlm" / "oracle" / "oracle.json").read_text())  # the recipe's
+    assert oracle["n"] > 0 and isinstance(oracle["uses_image"], bool)  # positive control
     for vlm in ("clip", "dino", "fused"):
         assert (out / "vlm" / vlm / "vlm.json").is_file()
         assert (out / "suite" / vlm / "results.json").is_file()
@@ -68,7 +70,8 @@ def test_changing_the_vlm_lr_reruns_only_the_vlms_and_what_follows(
     )
     stale = sorted(name for name, state in changed.items() if state != "done")
     vlms = ("clip", "dino", "fused")
-    assert stale == sorted([*(f"vlm/{v}" for v in vlms), *(f"suite/{v}" for v in vlms), "report"])
+    vlm_stages = [*(f"vlm/{v}" for v in vlms), "vlm/oracle", *(f"suite/{v}" for v in vlms)]
+    assert stale == sorted([*vlm_stages, "report"])
 
 
 def test_an_objective_knob_reruns_only_that_objective_and_its_dependants(

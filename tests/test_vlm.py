@@ -42,6 +42,7 @@ from encoderlab.vlm.data import (
 )
 from encoderlab.vlm.lm import build_lm, load_lm, pretrain_lm
 from encoderlab.vlm.model import build_model
+from encoderlab.vlm.oracle import GRID, OracleTokens
 from encoderlab.vlm.sanity import heldout_questions, real_vs_blank
 from encoderlab.vlm.stages import STAGE_TRAINABLE, VLMStageTask
 from encoderlab.vlm.template import IGNORE_INDEX, Example, Template
@@ -457,3 +458,26 @@ def test_context_check_tells_an_lm_that_reads_its_slot(root: Path, parts: dict) 
         r = blind[check]
         assert max(abs(r["gap"]), abs(r["gap_low"]), abs(r["gap_high"])) < 1e-5
         assert r["own"] == pytest.approx(np.log(vocab))
+
+
+def test_oracle_tokens_paint_each_object_and_the_text_where_they_are() -> None:
+    oracle = OracleTokens(dim=16)
+    obj = {"category": "cup", "colour": "red", "texture": "solid", "style": "flat", "size": "small"}
+    meta = {
+        "image_size": 64,
+        "kind": "objects",
+        "background": {"style": "gradient"},
+        "objects": [{**obj, "bbox": [0, 0, 15, 15]}],  # cells (0..1, 0..1) of the 8x8 grid
+        "text": {"content": "DREAM", "colour": "blue", "bbox": [48, 56, 63, 63]},  # (7, 6..7)
+    }
+    grid = oracle(meta).reshape(GRID, GRID, 16)
+    scene = oracle.vector("background", "gradient") + oracle.vector("kind", "objects")
+    cup = sum(oracle.vector(f, v) for f, v in obj.items())
+    word = oracle.vector("word", "DREAM") + oracle.vector("ink", "blue")
+    assert torch.equal(grid[1, 1], cup) and torch.equal(grid[0, 0], cup)
+    assert torch.equal(grid[7, 6], word) and torch.equal(grid[7, 7], word)
+    assert torch.equal(grid[4, 4], scene) and torch.equal(grid[2, 2], scene)
+    recoloured = oracle({**meta, "objects": [{**obj, "colour": "green", "bbox": [0, 0, 15, 15]}]})
+    changed = (recoloured != oracle(meta)).any(dim=1).reshape(GRID, GRID)
+    assert changed[:2, :2].all() and int(changed.sum()) == 4  # only the cup's four cells
+    assert torch.equal(OracleTokens(dim=16)(meta), oracle(meta))  # the same in every process

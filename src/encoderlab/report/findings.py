@@ -285,12 +285,14 @@ def blind_vlms(
     sanity: Mapping[str, Mapping[str, Any]],
     names: tuple[str, ...],
     lm_context: Mapping[str, Any] | None = None,
+    oracle: Mapping[str, Any] | None = None,
 ) -> str:
     """The VLMs among ``names`` that do not answer better with their image than with a blank
     one (``sanity[name]``: ``vlm.sanity.image_sanity``; its ``uses_image``: the paired CI of
     real - blank lies above 0), as a note; '' if all do or it is unknown. When the study's LM
     does not read its picture slot either (``lm_context``: ``vlm.context.context_check``), the
-    note says so: that is why."""
+    note says so: that is why. ``oracle`` (``vlm.oracle.oracle_check``: the same recipe on
+    ground-truth image tokens) says whether the recipe can use an image at all."""
     blind = [
         f"{n} {100 * sanity[n]['real']:.1f}% vs blank {100 * sanity[n]['blank']:.1f}%"
         for n in names
@@ -305,6 +307,16 @@ def blind_vlms(
             "; its LM does not read its picture slot even when that holds the caption: asked "
             f"to repeat it, its loss is {d['own']:.2f} nats with the caption there vs "
             f"{d['other']:.2f} with another image's caption"
+        )
+    if oracle and "uses_image" in oracle:
+        numbers = (
+            f"{100 * oracle['own']:.1f}% with a scene's own ground-truth tokens vs "
+            f"{100 * oracle['other']:.1f}% with another scene's"
+        )
+        note += f"; a VLM trained the same way on perfect image features scores {numbers}: " + (
+            "the recipe can use an image, so these encoders' features are what it cannot use"
+            if oracle["uses_image"]
+            else "the recipe cannot use an image at all, so this says nothing about the encoders"
         )
     return note
 
@@ -324,14 +336,16 @@ def all_findings(
     vs_clip: Mapping[str, Mapping[str, Any]],
     sanity: Mapping[str, Mapping[str, Any]] | None = None,
     lm_context: Mapping[str, Any] | None = None,
+    oracle: Mapping[str, Any] | None = None,
 ) -> list[Finding]:
     """Every claim, in the paper's order. ``vs_clip[name]``: ``compare(clip_dir, name_dir)``;
     ``sanity[name]``: the VLM's real- vs blank-image check (a VLM claim needs it passed);
-    ``lm_context``: the LM's picture-slot check (explains a failed one)."""
+    ``lm_context``: the LM's picture-slot check and ``oracle``: the recipe on ground-truth image
+    tokens (both explain a failed one)."""
     sanity = sanity or {}
 
     def blind(names: tuple[str, ...]) -> str:
-        return blind_vlms(sanity, names, lm_context)
+        return blind_vlms(sanity, names, lm_context, oracle)
 
     return [
         matched_classification(control),

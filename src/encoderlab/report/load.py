@@ -2,7 +2,8 @@
 
 Layout (written by the study stages): ``control/control.json``, ``analysis/analysis.json`` (+
 PNGs), ``suite/<vlm>/results.json`` (+ ``per_item.csv``), ``pretrain/<objective>/metrics.jsonl``,
-``vlm/<name>/sanity.json`` (real vs blank image), ``lm/context.json`` (does the LM read its
+``vlm/<name>/sanity.json`` (real vs blank image), ``vlm/oracle/oracle.json`` (the recipe on
+ground-truth image tokens), ``lm/context.json`` (does the LM read its
 picture slot), ``preview/preview.png``, ``study.json`` and
 a ``stage.json`` (done) or ``stage.pending.json``
 (started, not finished) in every stage directory.
@@ -54,6 +55,7 @@ class StudyResults:
     problems: dict[str, str] = field(default_factory=dict)  # VLM name -> why no comparison
     sanity: dict[str, dict[str, Any]] = field(default_factory=dict)  # VLM -> real vs blank
     lm_context: dict[str, Any] | None = None  # does the LM read its picture slot?
+    oracle: dict[str, Any] | None = None  # does the recipe use ground-truth image tokens?
 
     @property
     def preview(self) -> Path | None:
@@ -137,6 +139,7 @@ def load_study_results(study_dir: str | Path) -> StudyResults:
         analysis=_json(root / "analysis" / "analysis.json"),
         stages=_stages(root),
         lm_context=_json(root / "lm" / "context.json"),  # vlm.context.CONTEXT_JSON
+        oracle=_json(root / "vlm" / "oracle" / "oracle.json"),  # vlm.oracle.ORACLE_JSON
     )
     if res.control is not None and "encoders" in res.control:
         res.control["encoders"] = _reorder(res.control["encoders"])

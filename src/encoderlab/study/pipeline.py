@@ -51,8 +51,10 @@ class Study:
         data = st.data_stage(cfg, out)
         preview = st.preview_stage(cfg, out, data)
         lm = st.lm_stage(cfg, out, data)
+        # the VLM recipe's positive control needs SynthWorld's ground truth: not on real data
+        oracle = [st.oracle_stage(cfg, out, lm)] if cfg.data_path is None else []
         pretrain, encoder_checks, vlms = self._replicate(cfg, data, lm, "")
-        done = [preview, *pretrain, *encoder_checks, lm, *vlms]
+        done = [preview, *pretrain, *encoder_checks, lm, *oracle, *vlms]
         for k in range(1, cfg.replicates):  # same data and LM, other training seeds
             for group in self._replicate(cfg.replicate(k), data, lm, f"replicate{k}"):
                 done += group

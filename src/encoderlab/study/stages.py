@@ -193,6 +193,27 @@ def vlm_stage(
     return Stage(*_place(out, root, "vlm", name), config, run, [lm, *encoders])
 
 
+ORACLE_QUESTIONS = 256  # held-out questions of the oracle VLM's check (as the VLMs' sanity)
+
+
+def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
+    """The recipe's positive control: a VLM trained like the others on ground-truth image
+    tokens (``vlm.oracle``); the report reads it to say whether blind VLMs are the recipe's
+    fault or their encoders'. SynthWorld studies only (the pipeline adds it for them)."""
+
+    def run(stage: Stage) -> dict[str, Any]:
+        from encoderlab.train.checkpoint import write_json
+        from encoderlab.vlm.oracle import ORACLE_JSON, oracle_check
+
+        data = out / "data" / "shards"
+        check = oracle_check(cfg.vlm, data, lm.directory, stage.directory, ORACLE_QUESTIONS)
+        write_json(check, stage.directory / ORACLE_JSON)
+        return {"uses_image": check["uses_image"], "gain": check["gain"]}
+
+    config = {"oracle": 1, **cfg.vlm.model_dump(mode="json")}
+    return Stage("vlm/oracle", out / "vlm" / "oracle", config, run, [lm])
+
+
 def suite_stage(cfg: StudyConfig, out: Path, name: str, vlm: Stage, root: str = "") -> Stage:
     """The VQA suite on one VLM; items are generated once, under ``suite-items``."""
 

@@ -21,7 +21,7 @@ from encoderlab.vlm.template import Template
 from encoderlab.vlm.tokenizer import IMAGE_TOKEN
 from encoderlab.vlm.vision import VisionTower
 
-__all__ = ["VLM", "VLMModel"]
+__all__ = ["VLM", "VLMModel", "build_model", "model_for_features"]
 
 
 class VLMModel(nn.Module):
@@ -72,10 +72,21 @@ def build_model(
     tower: VisionTower, lm: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, seed: int
 ) -> VLMModel:
     """Projector (initialised from ``seed``) + ``lm``, sized for ``tower``."""
-    kind = projector_kind(len(tower.encoders))
+    return model_for_features(tower.dim, len(tower.encoders), lm, tokenizer, seed)
+
+
+def model_for_features(
+    dim: int,
+    num_encoders: int,
+    lm: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    seed: int,
+) -> VLMModel:
+    """Projector (initialised from ``seed``) for ``dim``-wide features from ``num_encoders``
+    encoders + ``lm``: what ``build_model`` builds, for features that no tower made."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        projector = build_projector(kind, tower.dim, lm.config.hidden_size)
+        projector = build_projector(projector_kind(num_encoders), dim, lm.config.hidden_size)
     return VLMModel(projector, lm, int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)))
 
 

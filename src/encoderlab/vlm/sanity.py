@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,16 +19,26 @@ from encoderlab.errors import DataError
 from encoderlab.evaluate.stats import paired_difference
 from encoderlab.vlm.model import VLM
 
-__all__ = ["BLANK_VALUE", "heldout_questions", "image_sanity", "real_vs_blank"]
+if TYPE_CHECKING:
+    from encoderlab.suite.questions import Question
+
+__all__ = [
+    "BLANK_VALUE",
+    "heldout_items",
+    "heldout_questions",
+    "image_sanity",
+    "paired_accuracy",
+    "real_vs_blank",
+]
 
 BLANK_VALUE = 128  # a uniform mid-grey image: no content, in range for every normalisation
 
 
-def heldout_questions(
-    data: str | Path, n: int, image_size: int, split: str = "val", seed: int = 0
-) -> tuple[torch.Tensor, list[str], list[str]]:
-    """Up to ``n`` images of a held-out split with one multiple-choice question each:
-    ``(uint8 images [N,3,H,W], prompts, correct letters)``."""
+def heldout_items(
+    data: str | Path, n: int, image_size: int | None, split: str = "val", seed: int = 0
+) -> list[tuple[dict[str, Any], Question]]:
+    """Up to ``n`` samples of a held-out split with one multiple-choice question each, as
+    ``(sample, question)``; the sample is the reader's item (``image``, ``meta``, ``text``)."""
     from encoderlab.suite.questions import QUESTION_TYPES, generate
 
     data = Path(data)
@@ -37,9 +47,9 @@ def heldout_questions(
         raise DataError(f"{source}: no such directory (held-out split {split!r})")
     refs, _ = index_source(source)
     dataset = SampleDataset(refs, image_size=image_size)
-    images, prompts, letters = [], [], []
+    items = []
     for i in range(len(dataset)):
-        if len(images) >= n:
+        if len(items) >= n:
             break
         item = dataset[i]
         if "skip" in item:
@@ -48,13 +58,21 @@ def heldout_questions(
         for k in rng.permutation(len(QUESTION_TYPES)):
             q = generate(list(QUESTION_TYPES)[int(k)], item["meta"], rng)
             if q is not None:
-                images.append(item["image"])
-                prompts.append(q.mc_prompt())
-                letters.append(q.letter)
+                items.append((item, q))
                 break
-    if not images:
+    if not items:
         raise DataError(f"{source}: no sample supports a question")
-    return torch.stack(images), prompts, letters
+    return items
+
+
+def heldout_questions(
+    data: str | Path, n: int, image_size: int, split: str = "val", seed: int = 0
+) -> tuple[torch.Tensor, list[str], list[str]]:
+    """Up to ``n`` images of a held-out split with one multiple-choice question each:
+    ``(uint8 images [N,3,H,W], prompts, correct letters)``."""
+    items = heldout_items(data, n, image_size, split, seed)
+    images = torch.stack([item["image"] for item, _ in items])
+    return images, [q.mc_prompt() for _, q in items], [q.letter for _, q in items]
 
 
 @torch.no_grad()
@@ -70,7 +88,6 @@ def real_vs_blank(
     their difference ``gain`` with a paired-bootstrap 95% CI (``gain_low``, ``gain_high``)."""
     truth = torch.tensor([list(options).index(x) for x in letters])
     blank = torch.full_like(images[:1], BLANK_VALUE)
-    result: dict[str, Any] = {"n": len(prompts)}
     correct = {}
     for name in ("real", "blank"):
         picks = []
@@ -80,11 +97,25 @@ def real_vs_blank(
             scores = vlm.score_choices(batch, prompts[s : s + batch_size], options)
             picks.append(scores.argmax(dim=1))
         correct[name] = (torch.cat(picks) == truth).double().numpy()
-        result[name] = float(correct[name].mean())
-    gain = paired_difference(correct["real"], correct["blank"])  # same questions: paired
-    result.update(gain=gain.value, gain_low=gain.low, gain_high=gain.high)
-    result["uses_image"] = bool(gain.low > 0)
-    return result
+    return paired_accuracy(correct["real"], correct["blank"], ("real", "blank"))
+
+
+def paired_accuracy(
+    with_image: np.ndarray, without: np.ndarray, names: tuple[str, str]
+) -> dict[str, Any]:
+    """Accuracies of the same questions answered with the image and without it (0/1 per
+    question), named ``names``; ``gain`` = their difference with a paired-bootstrap 95% CI
+    (``gain_low``, ``gain_high``); ``uses_image``: the CI lies above 0."""
+    gain = paired_difference(with_image, without)  # same questions: paired
+    return {
+        "n": len(with_image),
+        names[0]: float(with_image.mean()),
+        names[1]: float(without.mean()),
+        "gain": gain.value,
+        "gain_low": gain.low,
+        "gain_high": gain.high,
+        "uses_image": bool(gain.low > 0),
+    }
 
 
 def image_sanity(

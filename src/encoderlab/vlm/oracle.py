@@ -1,0 +1,133 @@
+"""The VLM recipe's positive control: a VLM trained on PERFECT image features.
+
+Every image of the training world is replaced by ground-truth tokens built from its scene
+metadata on an 8x8 patch grid (an object's cells hold fixed random vectors for its category,
+colour, texture, style and size; the text's cells its word and ink colour; every cell the
+background style and the scene kind). Stages 1 and 2 then run exactly as for an encoder
+(``pipeline.train_stages``: same LM, data, order and hyper-parameters), and the held-out
+multiple-choice check compares the scene's own tokens with another scene's. If this VLM does
+not answer better with its own tokens, the recipe (LM, projector, stages) cannot use an image
+at all, and a blind encoder VLM says nothing about its encoder. SynthWorld only: real data has
+no ground truth to draw.
+"""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from encoderlab.train.distributed import DistInfo
+from encoderlab.vlm.config import VLMConfig
+from encoderlab.vlm.data import read_world, train_split
+from encoderlab.vlm.generate import left_pad, score_next_token
+from encoderlab.vlm.lm import load_lm, pretrain_lm
+from encoderlab.vlm.model import VLMModel, model_for_features
+from encoderlab.vlm.pipeline import train_stages
+from encoderlab.vlm.sanity import heldout_items, paired_accuracy
+from encoderlab.vlm.template import Template
+
+__all__ = ["GRID", "ORACLE_JSON", "OracleTokens", "oracle_check", "train_oracle_vlm"]
+
+ORACLE_JSON = "oracle.json"  # where the study's vlm/oracle stage writes the check
+GRID = 8  # the tiny encoders' patch grid (64 px / patch 8)
+OBJECT_FACTORS = ("category", "colour", "texture", "style", "size")
+
+
+class OracleTokens:
+    """Scene metadata -> ``[GRID * GRID, dim]`` tokens: a fixed random vector per factor value
+    (seeded by its name, so every run and process draws the same), summed per cell."""
+
+    def __init__(self, dim: int = 128) -> None:
+        self.dim = dim
+        self._table: dict[str, torch.Tensor] = {}
+
+    def vector(self, factor: str, value: Any) -> torch.Tensor:
+        key = f"{factor}:{value}"
+        if key not in self._table:
+            gen = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+            self._table[key] = torch.randn(self.dim, generator=gen)
+        return self._table[key]
+
+    def __call__(self, meta: dict[str, Any]) -> torch.Tensor:
+        grid = torch.zeros(GRID, GRID, self.dim)
+        grid += self.vector("background", (meta.get("background") or {}).get("style"))
+        grid += self.vector("kind", meta.get("kind"))
+        cell = meta["image_size"] / GRID
+
+        def paint(bbox: list[float], value: torch.Tensor) -> None:
+            x0, y0, x1, y1 = (min(GRID - 1, int(v // cell)) for v in bbox)
+            grid[y0 : y1 + 1, x0 : x1 + 1] = value
+
+        for obj in meta.get("objects", []):
+            paint(obj["bbox"], sum(self.vector(f, obj[f]) for f in OBJECT_FACTORS))
+        text = meta.get("text")
+        if text:
+            paint(
+                text["bbox"],
+                self.vector("word", text["content"]) + self.vector("ink", text["colour"]),
+            )
+        return grid.reshape(GRID * GRID, self.dim)
+
+
+def train_oracle_vlm(
+    cfg: VLMConfig,
+    data: str | Path,
+    lm_cache: str | Path,
+    out: str | Path,
+    oracle: OracleTokens,
+    progress: bool = True,
+) -> tuple[VLMModel, Template, dict[str, Any]]:
+    """Stages 1 and 2 of ``cfg`` on ``oracle`` tokens of the training split of ``data``, from
+    the study's stage-0 LM (cached under ``lm_cache``) or ``cfg.lm_path``; returns the trained
+    model, its template and the stages' summaries."""
+    need = max(cfg.image_examples, cfg.stage0.examples if cfg.lm_path is None else 0)
+    world = read_world(train_split(data), need, None, images=False)
+    lm_dir = Path(cfg.lm_path) if cfg.lm_path else pretrain_lm(cfg, world, Path(lm_cache)) / "lm"
+    lm, tokenizer = load_lm(lm_dir)
+    features = torch.stack([oracle(m) for m in world.metas[: cfg.image_examples]])
+    model = model_for_features(oracle.dim, 1, lm, tokenizer, cfg.seed)
+    template = Template(tokenizer, GRID * GRID, cfg.max_text_tokens)
+    stages = train_stages(model, features, template, world, cfg, Path(out), DistInfo(), progress)
+    model.requires_grad_(False)
+    return model.eval(), template, stages
+
+
+@torch.no_grad()
+def own_vs_other(
+    model: VLMModel, template: Template, items: list, oracle: OracleTokens, batch_size: int = 64
+) -> dict[str, Any]:
+    """Letter accuracy on held-out ``(sample, question)`` items with each scene's own tokens vs
+    the next scene's (what the LM guesses from the question and options alone), paired."""
+    tokens = torch.stack([oracle(item["meta"]) for item, _ in items])
+    prompts = [template.prompt(q.mc_prompt()) for _, q in items]
+    letters = [template.answer(x)[0] for x in "ABCD"]
+    truth = torch.tensor(["ABCD".index(q.letter) for _, q in items])
+    correct = {}
+    for name, feats in (("own", tokens), ("other", tokens.roll(1, 0))):
+        picks = []
+        for s in range(0, len(prompts), batch_size):
+            ids, mask = left_pad(prompts[s : s + batch_size], int(template.tok.pad_token_id))
+            embeds = model.embed(ids, feats[s : s + batch_size])
+            picks.append(score_next_token(model.lm, embeds, mask)[:, letters].argmax(1))
+        correct[name] = (torch.cat(picks) == truth).double().numpy()
+    return paired_accuracy(correct["own"], correct["other"], ("own", "other"))
+
+
+def oracle_check(
+    cfg: VLMConfig,
+    data: str | Path,
+    lm_cache: str | Path,
+    out: str | Path,
+    n: int = 256,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the oracle VLM under ``out`` and check it on ``n`` held-out (val) questions: the
+    ``paired_accuracy`` of own vs another scene's tokens, and each stage's final loss."""
+    oracle = OracleTokens()
+    model, template, stages = train_oracle_vlm(cfg, data, lm_cache, out, oracle, progress)
+    result = own_vs_other(model, template, heldout_items(data, n, None), oracle)
+    result["stages"] = {k: {"steps": v["steps"], "final": v["final"]} for k, v in stages.items()}
+    return result
