@@ -205,7 +205,7 @@ def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
         from encoderlab.train.checkpoint import write_json
         from encoderlab.vlm.oracle import ORACLE_JSON, oracle_check
 
-        data = out / "data" / "shards"
+        data = split_dir(cfg, out, "train").parent  # the data set: train and val splits
         check = oracle_check(cfg.vlm, data, lm.directory, stage.directory, ORACLE_QUESTIONS)
         write_json(check, stage.directory / ORACLE_JSON)
         return {"uses_image": check["uses_image"], "gain": check["gain"]}

@@ -29,7 +29,14 @@ from encoderlab.vlm.pipeline import train_stages
 from encoderlab.vlm.sanity import heldout_items, paired_accuracy
 from encoderlab.vlm.template import Template
 
-__all__ = ["GRID", "ORACLE_JSON", "OracleTokens", "oracle_check", "train_oracle_vlm"]
+__all__ = [
+    "GRID",
+    "ORACLE_JSON",
+    "OracleTokens",
+    "oracle_check",
+    "own_vs_other",
+    "train_oracle_vlm",
+]
 
 ORACLE_JSON = "oracle.json"  # where the study's vlm/oracle stage writes the check
 GRID = 8  # the tiny encoders' patch grid (64 px / patch 8)
