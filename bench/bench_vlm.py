@@ -83,13 +83,17 @@ def main() -> None:
         st = record["stages"]
         losses = " / ".join(f"{st[s]['final'].get('loss', float('nan')):.3f}" for s in st)
         sanity = image_sanity(load(out), data, n=256)
-        check = f"{sanity['real']:.2f} vs {sanity['blank']:.2f}"
+        cloze = sanity["cloze"]
+        check = (
+            f"{sanity['real']:.2f} vs {sanity['blank']:.2f} (cloze "
+            f"{cloze['real']:.2f} vs {cloze['blank']:.2f})"
+        )
         steps = sum(st[s]["steps"] for s in st)
         rows.append((f"VLM {name} (stages 1+2)", steps, wall, cpu, losses, check))
         (out / "bench.json").write_text(json.dumps({"wall_s": wall, "cpu_s": cpu, **sanity}))
 
     print(f"\n{'run':<26} {'steps':>6} {'wall s':>8} {'cpu s':>8}  {'final loss s1 / s2':<20} "
-          f"{'acc real vs blank'}")  # fmt: skip
+          f"{'acc real vs blank: letter (cloze)'}")  # fmt: skip
     for name, steps, wall, cpu, losses, check in rows:
         print(f"{name:<26} {steps:>6} {wall:>8.1f} {cpu:>8.1f}  {losses:<20} {check}")
 

@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/vlm_answers.py runs/tiny/vlm/clip [--data runs/tiny/data/shards]
 
-Prints, on held-out (val) images: multiple-choice letter accuracy with the real vs a blank
-image (``vlm.sanity.image_sanity``, paired CI), then greedy short answers (exact match) per
+Prints, on held-out (val) images: multiple-choice accuracy, scored by letter and by cloze, with
+the real vs a blank image (``vlm.sanity.image_sanity``, paired CI), then greedy short answers (exact match) per
 question type with the real vs a blank image, with a few answers next to the truth, so one can
 see whether a VLM that ignores its image has at least learned the answer formats.
 """
@@ -56,11 +56,12 @@ def main() -> None:
     args = parser.parse_args()
     vlm = load(args.vlm)
     s = image_sanity(vlm, args.data, n=2 * args.n)
-    print(
-        f"MC letters, {s['n']} questions: real {100 * s['real']:.1f}% vs blank "
-        f"{100 * s['blank']:.1f}%, gain {100 * s['gain']:+.1f} "
-        f"[{100 * s['gain_low']:+.1f}, {100 * s['gain_high']:+.1f}] points"
-    )
+    for name, r in (("MC letters", s), ("MC cloze", s["cloze"])):
+        print(
+            f"{name}, {r['n']} questions: real {100 * r['real']:.1f}% vs blank "
+            f"{100 * r['blank']:.1f}%, gain {100 * r['gain']:+.1f} "
+            f"[{100 * r['gain_low']:+.1f}, {100 * r['gain_high']:+.1f}] points"
+        )
     print(f"\n{'type':<12} {'real':>6} {'blank':>6}  answers (real image) vs truth")
     for qtype in args.types.split(","):
         acc, said, truth = short_answers(vlm, args.data, qtype, args.n)

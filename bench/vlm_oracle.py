@@ -2,13 +2,14 @@
 type and with short answers too: a diagnostic that separates the encoder from the recipe.
 
     .venv/bin/python bench/vlm_oracle.py --data runs/tiny/data/shards --lm-cache runs/tiny/lm \
-        [--preset tiny] [--stage2-samples 8192] [--heldout 400]
+        [--preset tiny] [--stage2-samples 8192] [--mc-fraction 0] [--heldout 400]
 
 Every training and held-out image is replaced by ground-truth tokens from its scene metadata
 (``vlm.oracle.OracleTokens``) and stages 1-2 run exactly as for an encoder, from the preset's
 stage-0 LM (``vlm.oracle.train_oracle_vlm``). Prints, on held-out (val) scenes, multiple-choice
-letter accuracy and greedy short-answer exact match per question type, with the scene's own
-tokens vs another scene's: if a VLM cannot use these, no encoder will help it.
+accuracy scored by letter and by cloze, and greedy short-answer exact match, per question type,
+with the scene's own tokens vs another scene's: if a VLM cannot use these, no encoder will help
+it. (A different ``--mc-fraction`` changes the stage-0 corpus too, so its LM is trained anew.)
 """
 
 from __future__ import annotations
@@ -48,29 +49,34 @@ def short_answers(
 
 
 def report(model: VLMModel, template: Template, items: list, oracle: OracleTokens) -> None:
-    mc = {}
+    mc, cloze = {}, {}
     for qtype in sorted({q.qtype for _, q in items}):
         subset = [it for it in items if it[1].qtype == qtype]
         mc[qtype] = own_vs_other(model, template, subset, oracle)
+        cloze[qtype] = own_vs_other(model, template, subset, oracle, "cloze")
     # short answers, on the types that have one (some only make sense with their options)
     short_items = [it for it in items if it[1].short_ok]
     tokens = torch.stack([oracle(item["meta"]) for item, _ in short_items])
     own = short_answers(model, template, short_items, tokens)
     other = short_answers(model, template, short_items, tokens.roll(1, 0))
     print(
-        f"{'question type':<16}{'n':>5}{'MC own':>9}{'MC other':>10}{'short own':>11}{'short other':>13}"
+        f"{'question type':<16}{'n':>5}{'letter own':>12}{'other':>7}{'cloze own':>11}"
+        f"{'other':>7}{'short own':>11}{'other':>7}"
     )
     for qtype, r in mc.items():
         rows = [i for i, (_, q) in enumerate(short_items) if q.qtype == qtype]
         s_own, s_other = (own[rows].mean(), other[rows].mean()) if rows else (np.nan, np.nan)
+        c = cloze[qtype]
         print(
-            f"{qtype:<16}{r['n']:>5}{r['own']:>9.2f}{r['other']:>10.2f}{s_own:>11.2f}{s_other:>13.2f}"
+            f"{qtype:<16}{r['n']:>5}{r['own']:>12.2f}{r['other']:>7.2f}{c['own']:>11.2f}"
+            f"{c['other']:>7.2f}{s_own:>11.2f}{s_other:>7.2f}"
         )
-    total = own_vs_other(model, template, items, oracle)
-    print(
-        f"MC letter: own {total['own']:.3f}, other {total['other']:.3f}, own - other "
-        f"{total['gain']:+.3f} [{total['gain_low']:+.3f}, {total['gain_high']:+.3f}]"
-    )
+    for scoring in ("letter", "cloze"):
+        total = own_vs_other(model, template, items, oracle, scoring)
+        print(
+            f"MC {scoring}: own {total['own']:.3f}, other {total['other']:.3f}, own - other "
+            f"{total['gain']:+.3f} [{total['gain_low']:+.3f}, {total['gain_high']:+.3f}]"
+        )
     gain = paired_difference(own, other)
     print(
         f"short answer: own {own.mean():.3f}, other {other.mean():.3f}, own - other "
@@ -86,6 +92,7 @@ def main() -> None:
     )
     ap.add_argument("--preset", default="tiny")
     ap.add_argument("--stage2-samples", type=int, default=None, help="override stage 2's length")
+    ap.add_argument("--mc-fraction", type=float, default=None, help="override vlm.mc_fraction")
     ap.add_argument("--heldout", type=int, default=400)
     args = ap.parse_args()
 
@@ -96,6 +103,8 @@ def main() -> None:
         cfg = cfg.model_copy(
             update={"stage2": cfg.stage2.model_copy(update={"examples": n, "train": train})}
         )
+    if args.mc_fraction is not None:
+        cfg = cfg.model_copy(update={"mc_fraction": args.mc_fraction})
     oracle = OracleTokens()
     with tempfile.TemporaryDirectory() as tmp:
         model, template, stages = train_oracle_vlm(cfg, args.data, args.lm_cache, tmp, oracle)

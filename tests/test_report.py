@@ -448,6 +448,13 @@ def test_vlm_findings_need_vlms_that_use_their_image() -> None:
     note = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind}, None, works)
     assert "90.0%" in note[5].note and "encoders' features are what it cannot use" in note[5].note
     assert all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": sees}, None, stuck) == ok
+    # by cloze (the option's text as the answer) the oracle may read what it cannot letter
+    reads = {**stuck, "cloze": {**check, "own": 0.34, "other": 0.29, "uses_image": True}}
+    blind_cloze = {**blind, "cloze": {"real": 0.27, "blank": 0.26, "uses_image": False}}
+    note = all_findings(None, None, {"dino": cmp}, {"dino": blind_cloze}, None, reads)[5].note
+    assert "dino 28.0% vs blank 28.0% (cloze 27.0% vs 26.0%)" in note
+    assert "vs 25.0% with another scene's (cloze 34.0% vs 29.0%)" in note
+    assert "cannot answer with an option's letter" in note and "cannot use an image" not in note
 
 
 def test_all_findings_order_and_not_run() -> None:

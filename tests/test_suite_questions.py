@@ -146,3 +146,30 @@ def test_training_conversation_formats(metas: list[dict]) -> None:
                 n_short += 1
                 assert user.endswith(SHORT_SUFFIX) and answer and answer not in LETTERS
     assert n_mc > 80 and n_short > 80
+
+
+def test_training_conversation_mc_fraction(metas: list[dict]) -> None:
+    """mc_fraction 0: every question that has a short answer is asked for it (only those that
+    need their options stay multiple choice); 1: all multiple choice; 0.5 is the default."""
+    rng = np.random.default_rng(0)
+    options_only = {
+        q.question
+        for meta in metas
+        for t in QUESTION_TYPES
+        if (q := generate(t, meta, rng)) is not None and not q.short_ok
+    }
+    n_mc = dict.fromkeys((0.0, 0.5, 1.0), 0)
+    for fraction in n_mc:
+        for i, meta in enumerate(metas[:100]):
+            for user, _ in training_conversation(meta, np.random.default_rng(i), 4, fraction):
+                if user.endswith(MC_SUFFIX):
+                    n_mc[fraction] += 1
+                    if fraction == 0.0:
+                        assert user.split("\n")[0] in options_only, user
+                else:
+                    assert fraction < 1.0 and user.endswith(SHORT_SUFFIX)
+    assert n_mc[0.0] < n_mc[0.5] / 3 and n_mc[1.0] > n_mc[0.5]
+    default = [training_conversation(m, np.random.default_rng(5), 4) for m in metas[:30]]
+    assert default == [
+        training_conversation(m, np.random.default_rng(5), 4, 0.5) for m in metas[:30]
+    ]

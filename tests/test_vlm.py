@@ -43,7 +43,7 @@ from encoderlab.vlm.data import (
 from encoderlab.vlm.lm import build_lm, load_lm, pretrain_lm
 from encoderlab.vlm.model import build_model
 from encoderlab.vlm.oracle import GRID, OracleTokens
-from encoderlab.vlm.sanity import heldout_questions, real_vs_blank
+from encoderlab.vlm.sanity import answer_correct, heldout_items, image_sanity, real_vs_blank
 from encoderlab.vlm.stages import STAGE_TRAINABLE, VLMStageTask
 from encoderlab.vlm.template import IGNORE_INDEX, Example, Template
 from encoderlab.vlm.tokenizer import train_tokenizer
@@ -308,16 +308,51 @@ def test_fused_vlm_on_an_external_lm(root: Path, trained: dict) -> None:
 
 def test_real_vs_blank_counts_argmax_hits(root: Path, parts: dict) -> None:
     vlm = _vlm(parts)
-    images, prompts, letters = heldout_questions(root / "data", 8, image_size=64)
-    assert len(prompts) == 8 and set(letters) <= {"A", "B", "C", "D"}
-    assert all(p.endswith("directly.") for p in prompts)
-    result = real_vs_blank(vlm, images, prompts, letters, batch_size=3)
-    picks = vlm.score_choices(images, prompts).argmax(1)
-    expected = float(sum("ABCD"[int(k)] == t for k, t in zip(picks, letters, strict=True)) / 8)
-    assert result["real"] == pytest.approx(expected)
-    assert 0.0 <= result["blank"] <= 1.0 and result["gain"] == result["real"] - result["blank"]
-    assert result["gain_low"] <= result["gain"] <= result["gain_high"]
-    assert result["uses_image"] == (result["gain_low"] > 0)
+    items = heldout_items(root / "data", 8, image_size=64)
+    images, questions = torch.stack([it["image"] for it, _ in items]), [q for _, q in items]
+    assert len(questions) == 8
+    letters = [q.letter for q in questions]
+    for scoring in ("letter", "cloze"):
+        result = real_vs_blank(vlm, images, questions, scoring, batch_size=3)
+        if scoring == "letter":
+            scores = vlm.score_choices(images, [q.mc_prompt() for q in questions])
+        else:
+            prompts, options = [q.short_prompt() for q in questions], [q.options for q in questions]
+            scores = vlm.score_options(images, prompts, options)
+        picks = scores.argmax(1)
+        expected = sum("ABCD"[int(k)] == t for k, t in zip(picks, letters, strict=True)) / 8
+        assert result["real"] == pytest.approx(expected)
+        assert 0.0 <= result["blank"] <= 1.0 and result["gain"] == result["real"] - result["blank"]
+        assert result["gain_low"] <= result["gain"] <= result["gain_high"]
+        assert result["uses_image"] == (result["gain_low"] > 0)
+    with pytest.raises(ValueError, match="unknown scoring"):
+        answer_correct(vlm.model, vlm.template, vlm.tower(images), questions, "letters")
+    sanity = image_sanity(vlm, root / "data", n=8)
+    assert sanity["real"] == pytest.approx(real_vs_blank(vlm, images, questions)["real"])
+    assert sanity["cloze"]["real"] == pytest.approx(expected)  # the cloze scoring above
+
+
+def test_option_loglik_is_the_answer_likelihood_in_any_batch(parts: dict) -> None:
+    """Cloze scores: each option's summed log-probability as the whole answer (its tokens and
+    the end of sequence) after the prompt, computed here without padding, one row at a time;
+    items may have fewer options (-inf after the last)."""
+    vlm, images = _vlm(parts), _images(parts["world"], 3)
+    prompts = ["What colour is the object?", "Read the sign.", "How many objects?"]
+    options = [["red", "light blue", "green", "dark grey"], ["stop", "go"], ["0", "1", "2"]]
+    scores = vlm.score_options(images, prompts, options)
+    assert scores.shape == (3, 4) and torch.isinf(scores[1, 2:]).all()
+    tpl, lm = vlm.template, vlm.model.lm
+    for i, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
+        head = tpl.prompt(prompt)
+        feats = vlm.tower(images[i : i + 1])
+        for j, option in enumerate(opts):
+            tail = tpl.answer(option) + tpl.eos
+            ids = torch.tensor([head + tail])
+            logp = lm(inputs_embeds=vlm.model.embed(ids, feats)).logits[0].log_softmax(-1)
+            expected = sum(float(logp[len(head) + k - 1, t]) for k, t in enumerate(tail))
+            assert float(scores[i, j]) == pytest.approx(expected, abs=1e-4)
+    alone = vlm.score_options(images[1:2], prompts[1:2], options[1:2])
+    torch.testing.assert_close(alone[0, :2], scores[1, :2], rtol=0, atol=1e-5)
 
 
 # --- configs and bad input ------------------------------------------------------------------------

@@ -292,9 +292,18 @@ def blind_vlms(
     real - blank lies above 0), as a note; '' if all do or it is unknown. When the study's LM
     does not read its picture slot either (``lm_context``: ``vlm.context.context_check``), the
     note says so: that is why. ``oracle`` (``vlm.oracle.oracle_check``: the same recipe on
-    ground-truth image tokens) says whether the recipe can use an image at all."""
+    ground-truth image tokens) says whether the recipe can use an image at all. Both checks
+    score by option letter, as the suite does; their ``cloze`` results (the option's text as the
+    answer) are quoted beside, and tell a recipe that reads the image but cannot answer with a
+    letter from one that cannot read it."""
+
+    def cloze(check: Mapping[str, Any], a: str, b: str) -> str:
+        c = check.get("cloze")
+        return f" (cloze {100 * c[a]:.1f}% vs {100 * c[b]:.1f}%)" if c else ""
+
     blind = [
         f"{n} {100 * sanity[n]['real']:.1f}% vs blank {100 * sanity[n]['blank']:.1f}%"
+        + cloze(sanity[n], "real", "blank")
         for n in names
         if n in sanity and sanity[n].get("uses_image") is False
     ]
@@ -312,12 +321,17 @@ def blind_vlms(
         numbers = (
             f"{100 * oracle['own']:.1f}% with a scene's own ground-truth tokens vs "
             f"{100 * oracle['other']:.1f}% with another scene's"
-        )
-        note += f"; a VLM trained the same way on perfect image features scores {numbers}: " + (
-            "the recipe can use an image, so these encoders' features are what it cannot use"
-            if oracle["uses_image"]
-            else "the recipe cannot use an image at all, so this says nothing about the encoders"
-        )
+        ) + cloze(oracle, "own", "other")
+        if oracle["uses_image"]:
+            why = "the recipe can use an image, so these encoders' features are what it cannot use"
+        elif (oracle.get("cloze") or {}).get("uses_image"):
+            why = (
+                "the recipe reads an image but its LM cannot answer with an option's letter, so "
+                "letter-scored results say nothing about the encoders"
+            )
+        else:
+            why = "the recipe cannot use an image at all, so this says nothing about the encoders"
+        note += f"; a VLM trained the same way on perfect image features scores {numbers}: {why}"
     return note
 
 

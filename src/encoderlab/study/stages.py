@@ -157,6 +157,7 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
         "stage0": vcfg.stage0.model_dump(mode="json"),
         "max_text_tokens": vcfg.max_text_tokens,
         "n_turns": vcfg.n_turns,
+        "mc_fraction": vcfg.mc_fraction,
         "seed": vcfg.seed,
     }
     return Stage("lm", out / "lm", config, run, [data])

@@ -707,13 +707,15 @@ def generate(qtype: str, meta: dict[str, Any], rng: np.random.Generator) -> Ques
 
 
 def training_conversation(
-    meta: dict[str, Any], rng: np.random.Generator, n_turns: int
+    meta: dict[str, Any], rng: np.random.Generator, n_turns: int, mc_fraction: float = 0.5
 ) -> list[tuple[str, str]]:
     """Up to ``n_turns`` (user text, answer) pairs about one sample, of mixed types and formats.
 
-    Each turn is a short-answer question (answer = the phrase) or a multiple-choice one (answer =
-    the letter), half and half; types are drawn at random among those the sample supports, each
-    at most once per conversation. Fewer turns come back if the sample supports fewer types.
+    Each turn is a short-answer question (answer = the phrase) or, with probability
+    ``mc_fraction``, a multiple-choice one (answer = the letter); questions that only make sense
+    with their options are always multiple choice. Types are drawn at random among those the
+    sample supports, each at most once per conversation. Fewer turns come back if the sample
+    supports fewer types.
     """
     turns: list[tuple[str, str]] = []
     for i in rng.permutation(len(QUESTION_TYPES)):
@@ -722,7 +724,7 @@ def training_conversation(
         q = generate(list(QUESTION_TYPES)[int(i)], meta, rng)
         if q is None:
             continue
-        if q.short_ok and rng.random() < 0.5:
+        if q.short_ok and rng.random() < 1.0 - mc_fraction:  # 0.5: as before the knob existed
             turns.append((q.short_prompt(), q.answer))
         else:
             turns.append((q.mc_prompt(), q.letter))

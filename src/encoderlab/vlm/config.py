@@ -4,10 +4,13 @@
 seconds. A study preset may override either with a ``vlm:`` section (``load_vlm_config``).
 
 Tiny, measured on the idle 2-core dev CPU (``bench/bench_vlm.py``): stage 0 in 76 s once per
-study, stages 1 + 2 in 85 s per VLM (feature cache included), fp32 (bf16 matmuls run an order
-of magnitude slower than fp32 on this AVX2-only CPU). Batches are small (8) because at this
-scale the number of optimizer steps, not of samples, decides when the LM starts to read the
-image tokens (measured with oracle features: ~100-300 focused steps per question type).
+study, fp32 (bf16 matmuls run an order of magnitude slower than fp32 on this AVX2-only CPU).
+Batches are small (8) because at this scale the number of optimizer steps, not of samples,
+decides when the LM starts to read the image tokens. Two choices follow from the oracle VLM
+(``bench/vlm_oracle.py``, README): the tiny LM cannot answer with an option's letter
+(``bench/lm_binding.py``), so its turns ask for the short answer wherever one exists
+(``mc_fraction`` 0; LLaVA-1.5's mix is the paper preset's); and stage 2 runs 1,024 steps, the
+fewest at which the oracle VLM reads its image (with 256 it does not).
 """
 
 from __future__ import annotations
@@ -79,6 +82,14 @@ class VLMConfig(StrictModel):
     )
     max_text_tokens: int = Field(256, gt=8, description="text tokens per example (truncated)")
     n_turns: int = Field(2, gt=0, description="question turns per stage-2 conversation")
+    mc_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        le=1.0,
+        description="share of stage-0/2 turns asked as multiple choice where a short answer "
+        "exists (LLaVA-1.5 mixes both; an LM without multiple-choice symbol binding learns "
+        "nothing from letter answers)",
+    )
     seed: int = Field(0, description="projector init and conversation sampling")
     stage0: StageConfig = Field(
         default_factory=lambda: StageConfig(
@@ -92,7 +103,7 @@ class VLMConfig(StrictModel):
     )
     stage2: StageConfig = Field(
         default_factory=lambda: StageConfig(
-            examples=2048, train=_train(batch_size=8, samples=2048, lr=1e-3)
+            examples=8192, train=_train(batch_size=8, samples=8192, lr=1e-3)
         )
     )
 

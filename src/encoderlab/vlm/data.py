@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -90,10 +91,17 @@ def conversation_rng(seed: int, stage: int, index: int) -> np.random.Generator:
 
 
 def conversations(
-    world: TrainWorld, n: int, n_turns: int, seed: int, stage: int, fn: ConversationFn | None = None
+    world: TrainWorld,
+    n: int,
+    n_turns: int,
+    seed: int,
+    stage: int,
+    fn: ConversationFn | None = None,
+    mc_fraction: float = 0.5,
 ) -> list[tuple[int, list[tuple[str, str]]]]:
-    """``(sample index, turns)`` for the first ``n`` samples (samples without questions skipped)."""
-    fn = fn or training_conversation
+    """``(sample index, turns)`` for the first ``n`` samples (samples without questions skipped);
+    ``fn`` defaults to ``training_conversation`` with ``mc_fraction`` multiple-choice turns."""
+    fn = fn or partial(training_conversation, mc_fraction=mc_fraction)
     out = []
     for i in range(min(n, len(world))):
         turns = fn(world.metas[i], conversation_rng(seed, stage, i), n_turns)
@@ -103,11 +111,16 @@ def conversations(
 
 
 def lm_corpus(
-    world: TrainWorld, n: int, n_turns: int, seed: int, fn: ConversationFn | None = None
+    world: TrainWorld,
+    n: int,
+    n_turns: int,
+    seed: int,
+    fn: ConversationFn | None = None,
+    mc_fraction: float = 0.5,
 ) -> tuple[list[str], list[tuple[int, list[tuple[str, str]]]]]:
     """Stage 0's text: the captions and the conversations of the first ``n`` samples (the
     LM sees them without image; ``corpus_texts`` renders them for the tokenizer and the hash)."""
-    return world.texts[:n], conversations(world, n, n_turns, seed, stage=0, fn=fn)
+    return world.texts[:n], conversations(world, n, n_turns, seed, 0, fn, mc_fraction)
 
 
 def corpus_texts(captions: list[str], convs: list[tuple[int, list[tuple[str, str]]]]) -> list[str]:
@@ -134,9 +147,10 @@ def instruction_examples(
     n_turns: int,
     seed: int,
     fn: ConversationFn | None = None,
+    mc_fraction: float = 0.5,
 ) -> tuple[list[Example], list[int]]:
     """Stage 2 (Vicuna v1): image + question turns, loss on the answers."""
-    convs = conversations(world, n, n_turns, seed, stage=2, fn=fn)
+    convs = conversations(world, n, n_turns, seed, 2, fn, mc_fraction)
     return [template.conversation(turns) for _, turns in convs], [i for i, _ in convs]
 
 

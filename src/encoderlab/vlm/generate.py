@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-__all__ = ["greedy_generate", "left_pad", "position_ids", "score_next_token"]
+__all__ = ["greedy_generate", "left_pad", "position_ids", "score_continuations", "score_next_token"]
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +43,33 @@ def score_next_token(lm: PreTrainedModel, embeds: torch.Tensor, mask: torch.Tens
         logits_to_keep=1,
     )
     return torch.log_softmax(out.logits[:, -1].float(), dim=-1)
+
+
+@torch.no_grad()
+def score_continuations(
+    lm: PreTrainedModel,
+    embeds: torch.Tensor,
+    mask: torch.Tensor,
+    ids: torch.Tensor,
+    lengths: Sequence[int],
+) -> torch.Tensor:
+    """Summed log-probabilities ``[B]`` (fp32) of each left-padded row's last ``lengths[i]``
+    tokens (``ids``) given everything before them: the score of a continuation."""
+    k = max(lengths)
+    out = lm(
+        inputs_embeds=embeds,
+        attention_mask=mask,
+        position_ids=position_ids(mask),
+        use_cache=False,
+        logits_to_keep=k + 1,
+    )
+    logp = torch.log_softmax(out.logits[:, :-1].float(), dim=-1)  # predicts the last k tokens
+    token = logp.gather(2, ids[:, -k:].to(logp.device).unsqueeze(-1)).squeeze(-1)
+    keep = (
+        torch.arange(k, device=token.device)
+        >= k - torch.tensor(lengths, device=token.device)[:, None]
+    )
+    return (token * keep).sum(dim=1)
 
 
 @torch.no_grad()

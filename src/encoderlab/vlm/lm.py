@@ -125,7 +125,9 @@ def pretrain_lm(
 ) -> Path:
     """Stage 0: train (or find in ``cache_root``) the embedded LM; return its directory."""
     dist = dist_info or DistInfo()
-    captions, convs = lm_corpus(world, cfg.stage0.examples, cfg.n_turns, cfg.seed, conversation_fn)
+    captions, convs = lm_corpus(
+        world, cfg.stage0.examples, cfg.n_turns, cfg.seed, conversation_fn, cfg.mc_fraction
+    )
     texts = corpus_texts(captions, convs)
     key = config_hash(
         {

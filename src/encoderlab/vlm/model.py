@@ -15,13 +15,18 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from encoderlab.vlm.config import VLMConfig
-from encoderlab.vlm.generate import greedy_generate, left_pad, score_next_token
+from encoderlab.vlm.generate import (
+    greedy_generate,
+    left_pad,
+    score_continuations,
+    score_next_token,
+)
 from encoderlab.vlm.projector import build_projector, projector_kind
 from encoderlab.vlm.template import Template
 from encoderlab.vlm.tokenizer import IMAGE_TOKEN
 from encoderlab.vlm.vision import VisionTower
 
-__all__ = ["VLM", "VLMModel", "build_model", "model_for_features"]
+__all__ = ["VLM", "VLMModel", "build_model", "model_for_features", "option_loglik"]
 
 
 class VLMModel(nn.Module):
@@ -90,6 +95,48 @@ def model_for_features(
     return VLMModel(projector, lm, int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)))
 
 
+@torch.no_grad()
+def option_loglik(
+    model: VLMModel,
+    template: Template,
+    features: torch.Tensor,
+    prompts: Sequence[str],
+    options: Sequence[Sequence[str]],
+) -> torch.Tensor:
+    """Cloze scoring of multiple-choice items: for each prompt (a question WITHOUT its options)
+    the summed log-probability of each option's text as the whole answer (its tokens, then the
+    end of sequence) ``[B, max options]``, -inf past an item's last option.
+
+    This is lm-evaluation-harness's multiple-choice ``acc`` and OLMES's cloze formulation
+    (Gu et al. 2024), the standard for LMs that cannot do multiple-choice symbol binding
+    (answering with an option's letter), as the embedded tiny LM cannot (README).
+    ``features[i]`` is item i's image; every option of an item sees the same image.
+    """
+    if len(prompts) != len(options) or len(prompts) != len(features):
+        raise ValueError(
+            f"{len(features)} images, {len(prompts)} prompts, {len(options)} option lists"
+        )
+    rows, owner, lengths = [], [], []
+    for i, (prompt, opts) in enumerate(zip(prompts, options, strict=True)):
+        head = template.prompt(prompt)
+        for option in opts:
+            tail = template.answer(option) + template.eos
+            rows.append(head + tail)
+            owner.append(i)
+            lengths.append(len(tail))
+    ids, mask = left_pad(rows, int(template.tok.pad_token_id))
+    device = next(model.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    embeds = model.embed(ids, features[torch.tensor(owner)].to(device))
+    flat = score_continuations(model.lm, embeds, mask, ids, lengths).cpu()
+    out = torch.full((len(prompts), max(len(o) for o in options)), float("-inf"))
+    k = 0
+    for i, opts in enumerate(options):
+        out[i, : len(opts)] = flat[k : k + len(opts)]
+        k += len(opts)
+    return out
+
+
 class VLM(nn.Module):
     """A trained VLM for inference: ``score_choices``, ``generate``, ``checkpoint_hash``.
 
@@ -154,6 +201,15 @@ class VLM(nn.Module):
         embeds, mask = self._inputs(images, prompts)
         logp = score_next_token(self.model.lm, embeds, mask)
         return logp[:, [i[0] for i in letter_ids]].cpu()
+
+    @torch.no_grad()
+    def score_options(
+        self, images: torch.Tensor, prompts: Sequence[str], options: Sequence[Sequence[str]]
+    ) -> torch.Tensor:
+        """Cloze scores ``[B, max options]`` of each option's text (``option_loglik``)."""
+        if len(images) != len(prompts):
+            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
+        return option_loglik(self.model, self.template, self.tower(images), prompts, options)
 
     @torch.no_grad()
     def generate(

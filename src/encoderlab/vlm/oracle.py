@@ -5,7 +5,8 @@ metadata on an 8x8 patch grid (an object's cells hold fixed random vectors for i
 colour, texture, style and size; the text's cells its word and ink colour; every cell the
 background style and the scene kind). Stages 1 and 2 then run exactly as for an encoder
 (``pipeline.train_stages``: same LM, data, order and hyper-parameters), and the held-out
-multiple-choice check compares the scene's own tokens with another scene's. If this VLM does
+multiple-choice check compares the scene's own tokens with another scene's, scored by option
+letter and by cloze (``sanity.answer_correct``). If this VLM does
 not answer better with its own tokens, the recipe (LM, projector, stages) cannot use an image
 at all, and a blind encoder VLM says nothing about its encoder. SynthWorld only: real data has
 no ground truth to draw.
@@ -22,11 +23,10 @@ import torch
 from encoderlab.train.distributed import DistInfo
 from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.data import read_world, train_split
-from encoderlab.vlm.generate import left_pad, score_next_token
 from encoderlab.vlm.lm import load_lm, pretrain_lm
 from encoderlab.vlm.model import VLMModel, model_for_features
 from encoderlab.vlm.pipeline import train_stages
-from encoderlab.vlm.sanity import heldout_items, paired_accuracy
+from encoderlab.vlm.sanity import compare_features, heldout_items
 from encoderlab.vlm.template import Template
 
 __all__ = [
@@ -102,25 +102,21 @@ def train_oracle_vlm(
     return model.eval(), template, stages
 
 
-@torch.no_grad()
 def own_vs_other(
-    model: VLMModel, template: Template, items: list, oracle: OracleTokens, batch_size: int = 64
+    model: VLMModel,
+    template: Template,
+    items: list,
+    oracle: OracleTokens,
+    scoring: str = "letter",
+    batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Letter accuracy on held-out ``(sample, question)`` items with each scene's own tokens vs
-    the next scene's (what the LM guesses from the question and options alone), paired."""
+    """Accuracy on held-out ``(sample, question)`` items with each scene's own tokens vs the
+    next scene's (what the LM guesses from the question alone), paired; ``scoring`` as in
+    ``sanity.answer_correct``."""
     tokens = torch.stack([oracle(item["meta"]) for item, _ in items])
-    prompts = [template.prompt(q.mc_prompt()) for _, q in items]
-    letters = [template.answer(x)[0] for x in "ABCD"]
-    truth = torch.tensor(["ABCD".index(q.letter) for _, q in items])
-    correct = {}
-    for name, feats in (("own", tokens), ("other", tokens.roll(1, 0))):
-        picks = []
-        for s in range(0, len(prompts), batch_size):
-            ids, mask = left_pad(prompts[s : s + batch_size], int(template.tok.pad_token_id))
-            embeds = model.embed(ids, feats[s : s + batch_size])
-            picks.append(score_next_token(model.lm, embeds, mask)[:, letters].argmax(1))
-        correct[name] = (torch.cat(picks) == truth).double().numpy()
-    return paired_accuracy(correct["own"], correct["other"], ("own", "other"))
+    features = {"own": tokens, "other": tokens.roll(1, 0)}
+    questions = [q for _, q in items]
+    return compare_features(model, template, questions, features, scoring, batch_size)
 
 
 def oracle_check(
@@ -132,9 +128,12 @@ def oracle_check(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Train the oracle VLM under ``out`` and check it on ``n`` held-out (val) questions: the
-    ``paired_accuracy`` of own vs another scene's tokens, and each stage's final loss."""
+    ``paired_accuracy`` of own vs another scene's tokens scored by letter (top-level keys) and
+    by cloze (under ``cloze``), and each stage's final loss."""
     oracle = OracleTokens()
     model, template, stages = train_oracle_vlm(cfg, data, lm_cache, out, oracle, progress)
-    result = own_vs_other(model, template, heldout_items(data, n, None), oracle)
+    items = heldout_items(data, n, None)
+    result = own_vs_other(model, template, items, oracle)
+    result["cloze"] = own_vs_other(model, template, items, oracle, "cloze")
     result["stages"] = {k: {"steps": v["steps"], "final": v["final"]} for k, v in stages.items()}
     return result

@@ -80,7 +80,13 @@ def train_stages(
     stage_data = {
         1: caption_examples(template, world, cfg.stage1.examples),
         2: instruction_examples(
-            template, world, cfg.stage2.examples, cfg.n_turns, cfg.seed, conversation_fn
+            template,
+            world,
+            cfg.stage2.examples,
+            cfg.n_turns,
+            cfg.seed,
+            conversation_fn,
+            cfg.mc_fraction,
         ),
     }
     stages: dict[str, Any] = {}

@@ -2,14 +2,17 @@
 
 Questions come from the VQA suite's generators on a held-out split (``val``), one per image.
 A VLM that learned to use its encoder must beat the blank-image baseline, which measures what
-the language model guesses from the question and options alone.
+the language model guesses from the question and options alone. Scored two ways: by option
+letter (as the suite scores) and by cloze (the option's text as the answer), because a small LM
+may read its image yet be unable to answer with a letter (README: multiple-choice symbol
+binding).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,15 +20,17 @@ import torch
 from encoderlab.data.reader import SampleDataset, index_source
 from encoderlab.errors import DataError
 from encoderlab.evaluate.stats import paired_difference
-from encoderlab.vlm.model import VLM
-
-if TYPE_CHECKING:
-    from encoderlab.suite.questions import Question
+from encoderlab.suite.questions import LETTERS, QUESTION_TYPES, Question, generate
+from encoderlab.vlm.generate import left_pad, score_next_token
+from encoderlab.vlm.model import VLM, VLMModel, option_loglik
+from encoderlab.vlm.template import Template
 
 __all__ = [
     "BLANK_VALUE",
+    "SCORINGS",
+    "answer_correct",
+    "compare_features",
     "heldout_items",
-    "heldout_questions",
     "image_sanity",
     "paired_accuracy",
     "real_vs_blank",
@@ -39,8 +44,6 @@ def heldout_items(
 ) -> list[tuple[dict[str, Any], Question]]:
     """Up to ``n`` samples of a held-out split with one multiple-choice question each, as
     ``(sample, question)``; the sample is the reader's item (``image``, ``meta``, ``text``)."""
-    from encoderlab.suite.questions import QUESTION_TYPES, generate
-
     data = Path(data)
     source = data / split if (data / "manifest.json").is_file() else data
     if not source.exists():
@@ -65,39 +68,72 @@ def heldout_items(
     return items
 
 
-def heldout_questions(
-    data: str | Path, n: int, image_size: int, split: str = "val", seed: int = 0
-) -> tuple[torch.Tensor, list[str], list[str]]:
-    """Up to ``n`` images of a held-out split with one multiple-choice question each:
-    ``(uint8 images [N,3,H,W], prompts, correct letters)``."""
-    items = heldout_items(data, n, image_size, split, seed)
-    images = torch.stack([item["image"] for item, _ in items])
-    return images, [q.mc_prompt() for _, q in items], [q.letter for _, q in items]
+SCORINGS = ("letter", "cloze")
+
+
+@torch.no_grad()
+def answer_correct(
+    model: VLMModel,
+    template: Template,
+    features: torch.Tensor,
+    questions: Sequence[Question],
+    scoring: str = "letter",
+    batch_size: int = 64,
+) -> np.ndarray:
+    """1.0 where the model picks the right option of ``questions[i]`` with image features
+    ``features[i]``, else 0.0. ``letter``: the most likely option letter after the
+    multiple-choice prompt (how the suite scores); ``cloze``: the most likely option text after
+    the short-answer prompt (``option_loglik``), for LMs that cannot bind answers to letters."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}; known: {', '.join(SCORINGS)}")
+    letters = [template.answer(x)[0] for x in LETTERS]
+    device = next(model.parameters()).device
+    hits = []
+    for s in range(0, len(questions), batch_size):
+        batch, feats = questions[s : s + batch_size], features[s : s + batch_size]
+        if scoring == "letter":
+            rows = [template.prompt(q.mc_prompt()) for q in batch]
+            ids, mask = left_pad(rows, int(template.tok.pad_token_id))
+            embeds = model.embed(ids.to(device), feats.to(device))
+            scores = score_next_token(model.lm, embeds, mask.to(device))[:, letters].cpu()
+        else:
+            prompts = [q.short_prompt() for q in batch]
+            scores = option_loglik(model, template, feats, prompts, [q.options for q in batch])
+        hits.append(scores.argmax(1) == torch.tensor([q.answer_index for q in batch]))
+    return torch.cat(hits).double().numpy()
+
+
+def compare_features(
+    model: VLMModel,
+    template: Template,
+    questions: Sequence[Question],
+    features: dict[str, torch.Tensor],
+    scoring: str = "letter",
+    batch_size: int = 64,
+) -> dict[str, Any]:
+    """``paired_accuracy`` of the same questions answered with two sets of image features
+    (``features``: name -> ``[N, T, D]``, the first the real ones)."""
+    (a, fa), (b, fb) = features.items()
+    hits = [answer_correct(model, template, f, questions, scoring, batch_size) for f in (fa, fb)]
+    return paired_accuracy(*hits, (a, b))
 
 
 @torch.no_grad()
 def real_vs_blank(
     vlm: VLM,
     images: torch.Tensor,
-    prompts: Sequence[str],
-    letters: Sequence[str],
-    options: Sequence[str] = ("A", "B", "C", "D"),
+    questions: Sequence[Question],
+    scoring: str = "letter",
     batch_size: int = 64,
 ) -> dict[str, Any]:
-    """Letter accuracy (argmax of ``score_choices``) with the images and with blank ones, and
-    their difference ``gain`` with a paired-bootstrap 95% CI (``gain_low``, ``gain_high``)."""
-    truth = torch.tensor([list(options).index(x) for x in letters])
-    blank = torch.full_like(images[:1], BLANK_VALUE)
-    correct = {}
-    for name in ("real", "blank"):
-        picks = []
-        for s in range(0, len(prompts), batch_size):
-            batch = images[s : s + batch_size]
-            batch = blank.expand_as(batch) if name == "blank" else batch
-            scores = vlm.score_choices(batch, prompts[s : s + batch_size], options)
-            picks.append(scores.argmax(dim=1))
-        correct[name] = (torch.cat(picks) == truth).double().numpy()
-    return paired_accuracy(correct["real"], correct["blank"], ("real", "blank"))
+    """Accuracy with the images and with blank ones (``compare_features``), scored by
+    ``scoring`` (``answer_correct``)."""
+    real = torch.cat(
+        [vlm.tower(images[s : s + batch_size]) for s in range(0, len(images), batch_size)]
+    )
+    blank = vlm.tower(torch.full_like(images[:1], BLANK_VALUE)).expand_as(real)
+    features = {"real": real, "blank": blank}
+    return compare_features(vlm.model, vlm.template, questions, features, scoring, batch_size)
 
 
 def paired_accuracy(
@@ -121,7 +157,12 @@ def paired_accuracy(
 def image_sanity(
     vlm: VLM, data: str | Path, n: int = 256, split: str = "val", seed: int = 0
 ) -> dict[str, Any]:
-    """``real_vs_blank`` on ``n`` held-out questions; ``uses_image``: the paired-bootstrap 95%
-    CI of real - blank accuracy lies above 0."""
-    images, prompts, letters = heldout_questions(data, n, vlm.tower.image_size, split, seed)
-    return real_vs_blank(vlm, images, prompts, letters)
+    """``real_vs_blank`` on ``n`` held-out questions, scored by letter (the top-level keys;
+    ``uses_image``: the paired-bootstrap 95% CI of real - blank accuracy lies above 0) and by
+    cloze (the same keys under ``cloze``)."""
+    items = heldout_items(data, n, vlm.tower.image_size, split, seed)
+    images = torch.stack([item["image"] for item, _ in items])
+    questions = [q for _, q in items]
+    result = real_vs_blank(vlm, images, questions, "letter")
+    result["cloze"] = real_vs_blank(vlm, images, questions, "cloze")
+    return result
