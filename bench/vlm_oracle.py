@@ -56,7 +56,7 @@ def report(model: VLMModel, template: Template, items: list, oracle: OracleToken
         cloze[qtype] = own_vs_other(model, template, subset, oracle, "cloze")
     # short answers, on the types that have one (some only make sense with their options)
     short_items = [it for it in items if it[1].short_ok]
-    tokens = torch.stack([oracle(item["meta"]) for item, _ in short_items])
+    tokens = oracle.features([item["meta"] for item, _ in short_items])
     own = short_answers(model, template, short_items, tokens)
     other = short_answers(model, template, short_items, tokens.roll(1, 0))
     print(

@@ -15,6 +15,7 @@ import torch
 import encoderlab.cli.suite  # noqa: F401  (registers eval / compare, as cli/__init__ will)
 from encoderlab.cli import main
 from encoderlab.data.synthworld import WorldConfig
+from encoderlab.errors import EncoderlabError
 from encoderlab.suite.blind import parse_mc_prompt
 from encoderlab.suite.compare import compare, compare_markdown
 from encoderlab.suite.formats import write_table
@@ -49,6 +50,13 @@ class Oracle:
         for i, (image, prompt) in enumerate(zip(images, prompts, strict=True)):
             question, options = parse_mc_prompt(prompt)
             out[i, options.index(self._answer(image, question))] = -0.01
+        return out
+
+    def score_options(self, images, prompts, options) -> torch.Tensor:
+        self.calls += 1
+        out = torch.full((len(prompts), max(len(o) for o in options)), -9.0)
+        for i, (image, prompt, opts) in enumerate(zip(images, prompts, options, strict=True)):
+            out[i, list(opts).index(self._answer(image, prompt.removesuffix(SHORT_SUFFIX)))] = 0
         return out
 
     def generate(self, images, prompts, max_new_tokens=16) -> list[str]:
@@ -120,6 +128,25 @@ def test_oracle_is_perfect_everywhere(oracle: Oracle, cache: Path, tmp_path: Pat
     assert "Cambrian-1 categories" in md and "| read_word_open |" in md
     csv = pd.read_csv(tmp_path / "results.csv")
     assert set(csv["level"]) == {"benchmark", "category", "overall"}
+
+
+def test_cloze_scoring(oracle: Oracle, cache: Path, tmp_path: Path) -> None:
+    """Cloze: each option's text scored as the short answer (no letters); its predictions are
+    cached apart from the letter-scored ones of the same checkpoint."""
+    cfg = _cfg(suite="count,colour", scoring="cloze")
+    res = evaluate(oracle, cfg, tmp_path, cache, progress=False)
+    assert res["overall"]["score"] == 1.0 and res["config"]["scoring"] == "cloze"
+    letters = evaluate(oracle, _cfg(suite="count,colour"), tmp_path, cache, progress=False)
+    assert letters["overall"]["score"] == 1.0
+    rows = (tmp_path / "predictions" / "count.jsonl").read_text().splitlines()
+    assert len(rows) == 2 * N and sum(":cloze" in r for r in rows) == N
+    calls = oracle.calls
+    evaluate(oracle, cfg, tmp_path, cache, progress=False)  # all cached: no model call
+    assert oracle.calls == calls
+    with pytest.raises(EncoderlabError, match="Random has no score_options"):
+        evaluate(Random(), cfg, tmp_path / "r", cache, progress=False)
+    with pytest.raises(ValueError, match="cloze scoring has none"):
+        _cfg(scoring="cloze", circular=True)
 
 
 def test_random_and_letter_biased_models(oracle: Oracle, cache: Path, tmp_path: Path) -> None:
@@ -212,6 +239,11 @@ def test_cli_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit):
         main(["compare", str(tmp_path), str(tmp_path)])
     assert "results.json: not found" in capsys.readouterr().err
+    for bad, says in ((["--circular"], "cloze scoring has none"), (["--scoring", "x"], "scoring")):
+        with pytest.raises(SystemExit):
+            main(["eval", "blind", "--out", str(tmp_path / "o"), "--suite", "count", *bad])
+        err = capsys.readouterr().err.strip()
+        assert "\n" not in err and says in err, err
 
 
 def test_cli_eval_writes_tables(
@@ -227,8 +259,12 @@ def test_cli_eval_writes_tables(
     monkeypatch.setattr(encoderlab, "vlm", stub, raising=False)
     (tmp_path / "ckpt").mkdir()
     args = ["eval", str(tmp_path / "ckpt"), "--out", str(tmp_path / "out"), "--suite", "colour,table"]  # fmt: skip
-    main([*args, "--items", str(N), "--cache", str(cache), "--quiet"])
+    with pytest.raises(SystemExit):  # the tiny preset scores cloze: Random cannot
+        main([*args, "--items", str(N), "--cache", str(cache), "--quiet"])
+    assert "Random has no score_options" in capsys.readouterr().err
+    main([*args, "--items", str(N), "--cache", str(cache), "--quiet", "--scoring", "letter"])
     res = json.loads((tmp_path / "out/results.json").read_text())
     assert res["checkpoint"] == "ckpt:ckpt" and set(res["benchmarks"]) == {"colour", "table"}
+    assert res["config"]["scoring"] == "letter"
     assert res["config"]["world"]["image_size"] == 64  # the tiny preset's world
     assert "| colour |" in capsys.readouterr().err

@@ -47,7 +47,13 @@ from encoderlab.vlm.sanity import answer_correct, heldout_items, image_sanity, r
 from encoderlab.vlm.stages import STAGE_TRAINABLE, VLMStageTask
 from encoderlab.vlm.template import IGNORE_INDEX, Example, Template
 from encoderlab.vlm.tokenizer import train_tokenizer
-from encoderlab.vlm.vision import VisionTower, encode_images, read_image
+from encoderlab.vlm.vision import (
+    VisionTower,
+    encode_images,
+    feature_stats,
+    read_image,
+    standardize,
+)
 
 MC = "Which object is shown?\nA. cat\nB. car\nC. tree\nD. cup\nAnswer with the option's letter from the given choices directly."
 PROMPTS = [
@@ -230,6 +236,27 @@ def test_pipeline_records_stages_and_keeps_the_encoder(root: Path, trained: dict
         assert torch.equal(stage1[f"model.lm.{k}"], v), k
 
 
+def test_features_are_standardised_with_the_training_statistics(root: Path, trained: dict) -> None:
+    """The recipe removes each token position's mean and scales channels to unit std, with the
+    statistics of its training images' features, kept in the checkpoint and used at inference."""
+    raw = VisionTower([load_encoder(root / "enc0")], -2)
+    world = read_world(train_split(root / "data"), VLMConfig.smoke().image_examples, 64)
+    features = encode_images(raw, world.images, progress=False)
+    mean, std = feature_stats(features)
+    z = standardize(features, mean, std)
+    torch.testing.assert_close(z.mean(0), torch.zeros_like(mean), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(dim=(0, 1)), torch.ones_like(std), atol=1e-4, rtol=0)
+    vlm = load(root / "vlm0")
+    images = _images(world, 4)
+    torch.testing.assert_close(vlm.tower(images), standardize(raw(images), mean, std))
+    broken = root / "no-stats"
+    shutil.copytree(root / "vlm0", broken)
+    (broken / "feature_stats.safetensors").unlink()
+    with pytest.raises(EncoderlabError, match=r"feature_stats\.safetensors: missing") as err:
+        load(broken)
+    _one_line(err)
+
+
 def test_stage0_is_cached_and_shared(root: Path, trained: dict) -> None:
     cfg = VLMConfig.smoke()
     world = read_world(train_split(root / "data"), cfg.stage0.examples, image_size=64)
@@ -330,6 +357,10 @@ def test_real_vs_blank_counts_argmax_hits(root: Path, parts: dict) -> None:
     sanity = image_sanity(vlm, root / "data", n=8)
     assert sanity["real"] == pytest.approx(real_vs_blank(vlm, images, questions)["real"])
     assert sanity["cloze"]["real"] == pytest.approx(expected)  # the cloze scoring above
+    assert sanity["scoring"] == "letter" and "letter" not in sanity
+    flipped = image_sanity(vlm, root / "data", n=8, scoring="cloze")  # a cloze-scored study's
+    assert flipped["scoring"] == "cloze" and flipped["real"] == sanity["cloze"]["real"]
+    assert flipped["letter"]["real"] == sanity["real"]
 
 
 def test_option_loglik_is_the_answer_likelihood_in_any_batch(parts: dict) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from encoderlab.cli import app
-from encoderlab.config import preset_section
+from encoderlab.config import parse_config, preset_section
 from encoderlab.errors import DataError
 from encoderlab.progress import console
 
@@ -25,6 +25,9 @@ def eval_cmd(
     preset: str = typer.Option("tiny", help="preset (its 'world' and 'suite' sections)"),
     batch_size: int = typer.Option(None, help="inference batch size"),
     circular: bool = typer.Option(False, help="also MMBench circular evaluation"),
+    scoring: str = typer.Option(
+        None, help="letter | cloze (multiple choice; default: the preset's, tiny: cloze)"
+    ),
     cache: Path = typer.Option(None, help="item cache (default: OUT/../suite-items)"),
     quiet: bool = typer.Option(False, help="no progress bar"),
 ) -> None:
@@ -36,9 +39,17 @@ def eval_cmd(
     resolve(suite)  # unknown names fail here, before a model is loaded
     world = preset_section(preset, "world", WorldConfig)
     cfg = preset_section(preset, "suite", EvalConfig).model_copy(update={"world": world})
-    updates = {"suite": suite, "items": items, "batch_size": batch_size, "circular": circular}
-    cfg = EvalConfig.model_validate(
-        {**cfg.model_dump(), **{k: v for k, v in updates.items() if v is not None}}
+    updates = {
+        "suite": suite,
+        "items": items,
+        "batch_size": batch_size,
+        "circular": circular or None,  # the preset's unless asked for
+        "scoring": scoring,
+    }
+    cfg = parse_config(
+        EvalConfig,
+        {**cfg.model_dump(), **{k: v for k, v in updates.items() if v is not None}},
+        source="eval options",
     )
     if ckpt == "blind":
         from encoderlab.suite.blind import train_blind

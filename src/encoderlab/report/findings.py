@@ -293,17 +293,22 @@ def blind_vlms(
     does not read its picture slot either (``lm_context``: ``vlm.context.context_check``), the
     note says so: that is why. ``oracle`` (``vlm.oracle.oracle_check``: the same recipe on
     ground-truth image tokens) says whether the recipe can use an image at all. Both checks
-    score by option letter, as the suite does; their ``cloze`` results (the option's text as the
-    answer) are quoted beside, and tell a recipe that reads the image but cannot answer with a
-    letter from one that cannot read it."""
+    score as the suite does (their ``scoring``: option letter, or cloze: the option's text as
+    the answer); the other scoring's result is quoted beside, and tells a recipe that reads the
+    image but cannot answer with a letter from one that cannot read it."""
 
-    def cloze(check: Mapping[str, Any], a: str, b: str) -> str:
-        c = check.get("cloze")
-        return f" (cloze {100 * c[a]:.1f}% vs {100 * c[b]:.1f}%)" if c else ""
+    def other(check: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
+        """The other scoring's name and result ('', {} if the check has none)."""
+        name = "cloze" if check.get("scoring", "letter") == "letter" else "letter"
+        return (name, check[name]) if isinstance(check.get(name), Mapping) else ("", {})
+
+    def beside(check: Mapping[str, Any], a: str, b: str) -> str:
+        name, c = other(check)
+        return f" ({name} {100 * c[a]:.1f}% vs {100 * c[b]:.1f}%)" if c else ""
 
     blind = [
         f"{n} {100 * sanity[n]['real']:.1f}% vs blank {100 * sanity[n]['blank']:.1f}%"
-        + cloze(sanity[n], "real", "blank")
+        + beside(sanity[n], "real", "blank")
         for n in names
         if n in sanity and sanity[n].get("uses_image") is False
     ]
@@ -321,10 +326,11 @@ def blind_vlms(
         numbers = (
             f"{100 * oracle['own']:.1f}% with a scene's own ground-truth tokens vs "
             f"{100 * oracle['other']:.1f}% with another scene's"
-        ) + cloze(oracle, "own", "other")
+        ) + beside(oracle, "own", "other")
+        name, alt = other(oracle)
         if oracle["uses_image"]:
             why = "the recipe can use an image, so these encoders' features are what it cannot use"
-        elif (oracle.get("cloze") or {}).get("uses_image"):
+        elif name == "cloze" and alt.get("uses_image"):
             why = (
                 "the recipe reads an image but its LM cannot answer with an option's letter, so "
                 "letter-scored results say nothing about the encoders"

@@ -182,7 +182,9 @@ def vlm_stage(
         summary: dict[str, Any] = {"train_seconds": record.get("seconds")}
         try:  # does it use its image? Held-out questions with the real vs a blank image (the
             # report's VLM findings need it); real data without a val split has no such check
-            sanity = image_sanity(load(stage.directory), split_dir(cfg, out, "val"), n=256)
+            sanity = image_sanity(
+                load(stage.directory), split_dir(cfg, out, "val"), 256, scoring=cfg.suite.scoring
+            )
         except DataError as err:
             summary["sanity"] = f"skipped: {err}"
         else:
@@ -190,7 +192,11 @@ def vlm_stage(
             summary["sanity"] = sanity
         return summary
 
-    config = {"encoders": [e.name for e in encoders], **cfg.vlm.model_dump(mode="json")}
+    config = {
+        "encoders": [e.name for e in encoders],
+        **cfg.vlm.model_dump(mode="json"),
+        "scoring": cfg.suite.scoring,  # the sanity check's (the report reads it in this one)
+    }
     return Stage(*_place(out, root, "vlm", name), config, run, [lm, *encoders])
 
 
@@ -207,11 +213,18 @@ def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
         from encoderlab.vlm.oracle import ORACLE_JSON, oracle_check
 
         data = split_dir(cfg, out, "train").parent  # the data set: train and val splits
-        check = oracle_check(cfg.vlm, data, lm.directory, stage.directory, ORACLE_QUESTIONS)
+        check = oracle_check(
+            cfg.vlm,
+            data,
+            lm.directory,
+            stage.directory,
+            ORACLE_QUESTIONS,
+            scoring=cfg.suite.scoring,
+        )
         write_json(check, stage.directory / ORACLE_JSON)
         return {"uses_image": check["uses_image"], "gain": check["gain"]}
 
-    config = {"oracle": 1, **cfg.vlm.model_dump(mode="json")}
+    config = {"oracle": 1, **cfg.vlm.model_dump(mode="json"), "scoring": cfg.suite.scoring}
     return Stage("vlm/oracle", out / "vlm" / "oracle", config, run, [lm])
 
 

@@ -24,7 +24,14 @@ import numpy as np
 import torch
 
 from encoderlab.data.synthworld import WorldConfig, sample_rngs, sample_scene
-from encoderlab.suite.questions import LETTERS, MC_SUFFIX, QUESTION_TYPES, Question, generate
+from encoderlab.suite.questions import (
+    LETTERS,
+    MC_SUFFIX,
+    QUESTION_TYPES,
+    SHORT_SUFFIX,
+    Question,
+    generate,
+)
 
 __all__ = ["NGramBlind", "OptionPrior", "parse_mc_prompt", "train_blind", "training_questions"]
 
@@ -92,6 +99,17 @@ class NGramBlind:
             scores = self.option_scores(question, options)
             scores += [-math.inf] * (len(letters) - len(scores))
             rows.append(scores[: len(letters)])
+        return torch.log_softmax(torch.tensor(rows, dtype=torch.float64), dim=1)
+
+    def score_options(
+        self, images: torch.Tensor, prompts: list[str], options: Sequence[Sequence[str]]
+    ) -> torch.Tensor:
+        """Cloze scoring: the same option scores, from the short-answer prompt's question."""
+        rows = []
+        width = max(len(o) for o in options)
+        for prompt, opts in zip(prompts, options, strict=True):
+            scores = self.option_scores(prompt.removesuffix(SHORT_SUFFIX), list(opts))
+            rows.append(scores + [-math.inf] * (width - len(scores)))
         return torch.log_softmax(torch.tensor(rows, dtype=torch.float64), dim=1)
 
     def generate(

@@ -21,11 +21,11 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from encoderlab.config import StrictModel
 from encoderlab.data.synthworld import WorldConfig
@@ -53,7 +53,8 @@ PROMPT_VERSION = 1  # part of every prediction key: bump when prompts change
 @runtime_checkable
 class VLMProtocol(Protocol):
     """What the harness needs from a model (an optional ``image_size`` attribute sets the size
-    images are resized to)."""
+    images are resized to; cloze scoring also needs ``score_options(images, prompts,
+    options) -> [B, max options]``, as ``encoderlab.vlm.VLM`` has)."""
 
     checkpoint_hash: str
 
@@ -72,6 +73,12 @@ class EvalConfig(StrictModel):
     suite: str = "default"  # suite names, benchmark names and table paths, comma-separated
     items: int = Field(200, ge=2)
     batch_size: int = Field(128, ge=1)  # the fastest on the 2-core CPU for the tiny VLM
+    scoring: Literal["letter", "cloze"] = Field(
+        "letter",
+        description="multiple choice: the likeliest option letter (VMCBench, lmms-eval) or the "
+        "likeliest option text as the short answer (cloze, OLMES's rule for LMs that cannot "
+        "answer with a letter, as the tiny embedded LM cannot)",
+    )
     circular: bool = False  # also MMBench circular evaluation (n passes per MC item)
     bootstrap: int = Field(1000, ge=100)
     seed: int = 0
@@ -79,13 +86,21 @@ class EvalConfig(StrictModel):
     workers: int = Field(2, ge=1)  # processes that build missing item caches
     world: WorldConfig = Field(default_factory=WorldConfig)
 
+    @model_validator(mode="after")
+    def _circular_needs_letters(self) -> EvalConfig:
+        if self.circular and self.scoring == "cloze":
+            raise ValueError("circular evaluation rotates option letters; cloze scoring has none")
+        return self
 
-def item_key(item: MCItem, n_pass: int = 0) -> str:
-    """Stable key of one item (and circular pass): index + hash of what the model sees."""
+
+def item_key(item: MCItem, n_pass: int = 0, scoring: str = "letter") -> str:
+    """Stable key of one item (and circular pass, and scoring): index + hash of what the model
+    sees."""
     h = hashlib.sha1(usedforsecurity=False)
     h.update(f"{PROMPT_VERSION}|{item.hint}|{item.question}|{item.options}".encode())
     h.update(item.image)
-    return f"{item.index}:{h.hexdigest()[:12]}:{n_pass}"
+    key = f"{item.index}:{h.hexdigest()[:12]}:{n_pass}"
+    return key if scoring == "letter" else f"{key}:{scoring}"
 
 
 def _expand(bench: Benchmark, items: list[MCItem]) -> list[tuple[Benchmark, list[MCItem]]]:
@@ -146,20 +161,30 @@ def _run_mc(
     progress: Any,
     task: Any,
 ) -> None:
-    """Score every (item, pass) not yet cached, in batches."""
+    """Score every (item, pass) not yet cached, in batches: by option letter after the
+    multiple-choice prompt, or (cloze) by option text after the short-answer prompt."""
+    cloze = cfg.scoring == "cloze"
+    if cloze and not hasattr(vlm, "score_options"):
+        raise EncoderlabError(f"{type(vlm).__name__} has no score_options: it cannot score cloze")
     todo = []
     for it in items:
         n = len(it.options)
         orders = circular_orders(n) if cfg.circular else circular_orders(n)[:1]
         for r, order in enumerate(orders):
-            if item_key(it, r) not in cache.done:
+            if item_key(it, r, cfg.scoring) not in cache.done:
                 todo.append((it, r, order))
     # Similar lengths in a batch waste less padding; results do not depend on the order.
-    todo.sort(key=lambda t: len(_prompt(t[0], t[2])))
+    todo.sort(key=lambda t: len(_prompt(t[0], None if cloze else t[2])))
     for start in range(0, len(todo), cfg.batch_size):
         batch = todo[start : start + cfg.batch_size]
         images = images_to_tensor([b[0] for b in batch], size)
-        scores = vlm.score_choices(images, [_prompt(it, order) for it, _, order in batch], LETTERS)
+        if cloze:
+            prompts = [_prompt(it, None) for it, _, _ in batch]
+            options = [[it.options[i] for i in order] for it, _, order in batch]
+            scores = vlm.score_options(images, prompts, options)
+        else:
+            prompts = [_prompt(it, order) for it, _, order in batch]
+            scores = vlm.score_choices(images, prompts, LETTERS)
         scores = scores.detach().float().cpu().numpy()
         records = []
         for (it, r, order), row in zip(batch, scores, strict=True):
@@ -167,7 +192,7 @@ def _run_mc(
             shown = int(np.argmax(row))
             records.append(
                 {
-                    "key": item_key(it, r),
+                    "key": item_key(it, r, cfg.scoring),
                     "pred": LETTERS[shown],
                     "scores": [round(float(s), 5) for s in row],
                     "correct": int(order[shown] == it.answer_index),
@@ -199,7 +224,11 @@ def _run_open(
 
 
 def _units(
-    bench: Benchmark, items: list[MCItem], done: dict[str, dict[str, Any]], circular: bool
+    bench: Benchmark,
+    items: list[MCItem],
+    done: dict[str, dict[str, Any]],
+    circular: bool,
+    scoring: str = "letter",
 ) -> dict[str, Any]:
     """Per-unit scores of a benchmark (units: items, or pairs for pair accuracy)."""
     if bench.format == "open":
@@ -211,7 +240,7 @@ def _units(
             for it in items
         ]
         return {"units": [it.index for it in items], "score": np.array(scores)}
-    correct = np.array([done[item_key(it)]["correct"] for it in items], dtype=np.float64)
+    correct = np.array([done[item_key(it, 0, scoring)]["correct"] for it in items], np.float64)
     out: dict[str, Any] = {"units": [it.index for it in items], "score": correct}
     if circular:
         passes = [
@@ -294,7 +323,7 @@ def evaluate(
             cache = _PredictionCache(out_dir / "predictions" / f"{safe}.jsonl", checkpoint)
             run = _run_mc if bench.format == "mc" else _run_open
             run(vlm, items, cache, cfg, size, prog, task)
-            u = _units(bench, items, cache.done, cfg.circular and bench.format == "mc")
+            u = _units(bench, items, cache.done, cfg.circular and bench.format == "mc", cfg.scoring)
             units[bench.name] = u["score"]
             entry: dict[str, Any] = {
                 "vmc": bench.vmc,

@@ -4,6 +4,7 @@ Layout::
 
     vlm.json                  config, encoders (source run, config hash), LM, stages, hash
     projector.safetensors
+    feature_stats.safetensors the tower's standardisation (mean [T, D], std [D]), if the recipe has it
     lm/                       the LM and its tokenizer (``save_pretrained``)
     encoders/0/               copy of the encoder: encoder.safetensors + encoder.json
                               (the layout of a pretraining run, so ``load_encoder`` reads it)
@@ -46,6 +47,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 VLM_JSON = "vlm.json"
+FEATURE_STATS = "feature_stats.safetensors"  # the tower's standardisation, when the recipe has it
 ENCODER_FILES = ("encoder.safetensors", "encoder.json")
 
 
@@ -105,6 +107,9 @@ def save_vlm(
     (out / VLM_JSON).unlink(missing_ok=True)
     encoders = [copy_encoder(d, out / "encoders" / str(i)) for i, d in enumerate(encoder_dirs)]
     save_weights(model.projector.state_dict(), out / "projector.safetensors")
+    if tower.feature_mean is not None:
+        stats = {"mean": tower.feature_mean, "std": tower.feature_std}
+        save_weights(stats, out / FEATURE_STATS)
     with quiet_hf():
         model.lm.save_pretrained(out / "lm")
         tokenizer.save_pretrained(out / "lm")
@@ -145,6 +150,11 @@ def load(path: str | Path) -> VLM:
         cfg.pool_tokens,
         names=[str(d) for d in dirs],
     )
+    if cfg.standardize_features:
+        stats = path / FEATURE_STATS
+        if not stats.is_file():
+            raise EncoderlabError(f"{stats}: missing (the VLM standardises its features)")
+        tower.set_feature_stats(**load_file(str(stats)))
     lm, tokenizer = load_lm(path / "lm")
     model = build_model(tower, lm, tokenizer, cfg.seed)
     weights = path / "projector.safetensors"

@@ -80,6 +80,12 @@ class VLMConfig(StrictModel):
     pool_tokens: int | None = Field(
         None, gt=0, description="average-pool the patch grid to k tokens (a square number)"
     )
+    standardize_features: bool = Field(
+        True,
+        description="remove each token position's mean and scale channels to unit std "
+        "(statistics of the training images' features, kept in the checkpoint); LLaVA feeds "
+        "raw features (the paper preset)",
+    )
     max_text_tokens: int = Field(256, gt=8, description="text tokens per example (truncated)")
     n_turns: int = Field(2, gt=0, description="question turns per stage-2 conversation")
     mc_fraction: float = Field(

@@ -26,8 +26,9 @@ from encoderlab.vlm.data import read_world, train_split
 from encoderlab.vlm.lm import load_lm, pretrain_lm
 from encoderlab.vlm.model import VLMModel, model_for_features
 from encoderlab.vlm.pipeline import train_stages
-from encoderlab.vlm.sanity import compare_features, heldout_items
+from encoderlab.vlm.sanity import compare_features, heldout_items, with_other_scorings
 from encoderlab.vlm.template import Template
+from encoderlab.vlm.vision import feature_stats, standardize
 
 __all__ = [
     "GRID",
@@ -50,6 +51,13 @@ class OracleTokens:
     def __init__(self, dim: int = 128) -> None:
         self.dim = dim
         self._table: dict[str, torch.Tensor] = {}
+        self.stats: tuple[torch.Tensor, torch.Tensor] | None = None  # set by train_oracle_vlm
+
+    def features(self, metas: list[dict[str, Any]]) -> torch.Tensor:
+        """``[N, GRID * GRID, dim]`` tokens of scenes, standardised as an encoder's are when
+        the recipe standardises (``stats``: those of the training tokens)."""
+        tokens = torch.stack([self(m) for m in metas])
+        return tokens if self.stats is None else standardize(tokens, *self.stats)
 
     def vector(self, factor: str, value: Any) -> torch.Tensor:
         key = f"{factor}:{value}"
@@ -94,7 +102,11 @@ def train_oracle_vlm(
     world = read_world(train_split(data), need, None, images=False)
     lm_dir = Path(cfg.lm_path) if cfg.lm_path else pretrain_lm(cfg, world, Path(lm_cache)) / "lm"
     lm, tokenizer = load_lm(lm_dir)
-    features = torch.stack([oracle(m) for m in world.metas[: cfg.image_examples]])
+    oracle.stats = None
+    features = oracle.features(world.metas[: cfg.image_examples])
+    if cfg.standardize_features:  # as train_vlm does for an encoder's features
+        oracle.stats = feature_stats(features)
+        features = standardize(features, *oracle.stats)
     model = model_for_features(oracle.dim, 1, lm, tokenizer, cfg.seed)
     template = Template(tokenizer, GRID * GRID, cfg.max_text_tokens)
     stages = train_stages(model, features, template, world, cfg, Path(out), DistInfo(), progress)
@@ -113,7 +125,7 @@ def own_vs_other(
     """Accuracy on held-out ``(sample, question)`` items with each scene's own tokens vs the
     next scene's (what the LM guesses from the question alone), paired; ``scoring`` as in
     ``sanity.answer_correct``."""
-    tokens = torch.stack([oracle(item["meta"]) for item, _ in items])
+    tokens = oracle.features([item["meta"] for item, _ in items])
     features = {"own": tokens, "other": tokens.roll(1, 0)}
     questions = [q for _, q in items]
     return compare_features(model, template, questions, features, scoring, batch_size)
@@ -126,14 +138,17 @@ def oracle_check(
     out: str | Path,
     n: int = 256,
     progress: bool = True,
+    scoring: str = "letter",
 ) -> dict[str, Any]:
     """Train the oracle VLM under ``out`` and check it on ``n`` held-out (val) questions: the
-    ``paired_accuracy`` of own vs another scene's tokens scored by letter (top-level keys) and
-    by cloze (under ``cloze``), and each stage's final loss."""
+    ``paired_accuracy`` of own vs another scene's tokens scored by ``scoring`` (top-level keys)
+    and by the other scoring (under its name; ``sanity.with_other_scorings``), and each stage's
+    final loss."""
     oracle = OracleTokens()
     model, template, stages = train_oracle_vlm(cfg, data, lm_cache, out, oracle, progress)
     items = heldout_items(data, n, None)
-    result = own_vs_other(model, template, items, oracle)
-    result["cloze"] = own_vs_other(model, template, items, oracle, "cloze")
+    result = with_other_scorings(
+        lambda how: own_vs_other(model, template, items, oracle, how), scoring
+    )
     result["stages"] = {k: {"steps": v["steps"], "final": v["final"]} for k, v in stages.items()}
     return result

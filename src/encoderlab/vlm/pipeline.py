@@ -37,7 +37,7 @@ from encoderlab.vlm.lm import lm_info, load_lm, pretrain_lm
 from encoderlab.vlm.model import VLMModel, build_model
 from encoderlab.vlm.stages import VLMStageTask
 from encoderlab.vlm.template import Template
-from encoderlab.vlm.vision import VisionTower, encode_images
+from encoderlab.vlm.vision import VisionTower, encode_images, feature_stats, standardize
 
 __all__ = ["train_stages", "train_vlm"]
 
@@ -172,6 +172,9 @@ def train_vlm(
     template = Template(tokenizer, tower.num_tokens, cfg.max_text_tokens)
     model = build_model(tower, lm, tokenizer, cfg.seed)
     features = encode_images(tower, world.images, progress=progress and dist.is_main)
+    if cfg.standardize_features:
+        tower.set_feature_stats(*feature_stats(features))
+        features = standardize(features, tower.feature_mean, tower.feature_std)
     stages = train_stages(
         model, features, template, world, cfg, out, dist, progress, conversation_fn, tower
     )

@@ -3,14 +3,14 @@
 Questions come from the VQA suite's generators on a held-out split (``val``), one per image.
 A VLM that learned to use its encoder must beat the blank-image baseline, which measures what
 the language model guesses from the question and options alone. Scored two ways: by option
-letter (as the suite scores) and by cloze (the option's text as the answer), because a small LM
-may read its image yet be unable to answer with a letter (README: multiple-choice symbol
-binding).
+letter and by cloze (the option's text as the answer), because a small LM may read its image yet
+be unable to answer with a letter (README: multiple-choice symbol binding); the study reads the
+one its suite scores by.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ __all__ = [
     "image_sanity",
     "paired_accuracy",
     "real_vs_blank",
+    "with_other_scorings",
 ]
 
 BLANK_VALUE = 128  # a uniform mid-grey image: no content, in range for every normalisation
@@ -155,14 +156,29 @@ def paired_accuracy(
 
 
 def image_sanity(
-    vlm: VLM, data: str | Path, n: int = 256, split: str = "val", seed: int = 0
+    vlm: VLM,
+    data: str | Path,
+    n: int = 256,
+    split: str = "val",
+    seed: int = 0,
+    scoring: str = "letter",
 ) -> dict[str, Any]:
-    """``real_vs_blank`` on ``n`` held-out questions, scored by letter (the top-level keys;
-    ``uses_image``: the paired-bootstrap 95% CI of real - blank accuracy lies above 0) and by
-    cloze (the same keys under ``cloze``)."""
+    """``real_vs_blank`` on ``n`` held-out questions, scored by ``scoring`` (the top-level keys,
+    with ``scoring`` itself; ``uses_image``: the paired-bootstrap 95% CI of real - blank accuracy
+    lies above 0) and by each other scoring (the same keys under its name)."""
     items = heldout_items(data, n, vlm.tower.image_size, split, seed)
     images = torch.stack([item["image"] for item, _ in items])
     questions = [q for _, q in items]
-    result = real_vs_blank(vlm, images, questions, "letter")
-    result["cloze"] = real_vs_blank(vlm, images, questions, "cloze")
+    return with_other_scorings(lambda how: real_vs_blank(vlm, images, questions, how), scoring)
+
+
+def with_other_scorings(check: Callable[[str], dict[str, Any]], scoring: str) -> dict[str, Any]:
+    """``check(scoring)`` at the top level (with ``scoring``), every other scoring's result
+    under its name: the study's checks are read in the suite's scoring, the other beside it."""
+    if scoring not in SCORINGS:
+        raise ValueError(f"unknown scoring {scoring!r}; known: {', '.join(SCORINGS)}")
+    result = {"scoring": scoring, **check(scoring)}
+    for other in SCORINGS:
+        if other != scoring:
+            result[other] = check(other)
     return result
