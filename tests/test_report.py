@@ -452,14 +452,14 @@ def test_vlm_findings_need_vlms_that_use_their_image() -> None:
     reads = {**stuck, "cloze": {**check, "own": 0.34, "other": 0.29, "uses_image": True}}
     blind_cloze = {**blind, "cloze": {"real": 0.27, "blank": 0.26, "uses_image": False}}
     note = all_findings(None, None, {"dino": cmp}, {"dino": blind_cloze}, None, reads)[5].note
-    assert "dino 28.0% vs blank 28.0% (cloze 27.0% vs 26.0%)" in note
-    assert "vs 25.0% with another scene's (cloze 34.0% vs 29.0%)" in note
+    assert "dino 28.0% vs blank 28.0%, by cloze 27.0% vs 26.0%" in note
+    assert "vs 25.0% with another scene's, by cloze 34.0% vs 29.0%" in note
     assert "cannot answer with an option's letter" in note and "cannot use an image" not in note
     # a cloze-scored study reads its checks in cloze and quotes letters beside
     by_cloze = {**reads["cloze"], "scoring": "cloze", "letter": stuck}
     note = all_findings(None, None, {"dino": cmp}, {"dino": blind}, None, by_cloze)[5].note
     assert "34.0% with a scene's own ground-truth tokens vs 29.0% with another scene's" in note
-    assert "(letter 25.0% vs 25.0%)" in note and "encoders' features are what it cannot" in note
+    assert ", by letter 25.0% vs 25.0%" in note and "encoders' features are what it cannot" in note
 
 
 def test_all_findings_order_and_not_run() -> None:

@@ -304,7 +304,7 @@ def blind_vlms(
 
     def beside(check: Mapping[str, Any], a: str, b: str) -> str:
         name, c = other(check)
-        return f" ({name} {100 * c[a]:.1f}% vs {100 * c[b]:.1f}%)" if c else ""
+        return f", by {name} {100 * c[a]:.1f}% vs {100 * c[b]:.1f}%" if c else ""
 
     blind = [
         f"{n} {100 * sanity[n]['real']:.1f}% vs blank {100 * sanity[n]['blank']:.1f}%"
