@@ -26,7 +26,15 @@ from encoderlab.vlm.template import Template
 from encoderlab.vlm.tokenizer import IMAGE_TOKEN
 from encoderlab.vlm.vision import VisionTower
 
-__all__ = ["VLM", "VLMModel", "build_model", "model_for_features", "option_loglik"]
+__all__ = [
+    "VLM",
+    "VLMModel",
+    "build_model",
+    "letter_logprobs",
+    "model_for_features",
+    "option_loglik",
+    "prompt_inputs",
+]
 
 
 class VLMModel(nn.Module):
@@ -93,6 +101,37 @@ def model_for_features(
         torch.manual_seed(seed)
         projector = build_projector(projector_kind(num_encoders), dim, lm.config.hidden_size)
     return VLMModel(projector, lm, int(tokenizer.convert_tokens_to_ids(IMAGE_TOKEN)))
+
+
+def prompt_inputs(
+    model: VLMModel, template: Template, features: torch.Tensor, prompts: Sequence[str]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded input embeddings (``features[i]`` spliced into prompt i) and their mask,
+    on the model's device: what the model continues at inference."""
+    if len(features) != len(prompts):
+        raise ValueError(f"{len(features)} images for {len(prompts)} prompts")
+    ids, mask = left_pad([template.prompt(p) for p in prompts], int(template.tok.pad_token_id))
+    device = next(model.parameters()).device
+    return model.embed(ids.to(device), features.to(device)), mask.to(device)
+
+
+@torch.no_grad()
+def letter_logprobs(
+    model: VLMModel,
+    template: Template,
+    features: torch.Tensor,
+    prompts: Sequence[str],
+    letters: Sequence[str] = ("A", "B", "C", "D"),
+) -> torch.Tensor:
+    """Letter scoring of multiple-choice items (VMCBench, lmms-eval): the log-probability
+    ``[B, len(letters)]`` of each option letter as the first answer token after each prompt
+    (the question with its lettered options)."""
+    letter_ids = [template.answer(letter) for letter in letters]
+    if any(len(i) != 1 for i in letter_ids):
+        raise ValueError(f"option letters {list(letters)} must each be one token")
+    embeds, mask = prompt_inputs(model, template, features, prompts)
+    logp = score_next_token(model.lm, embeds, mask)
+    return logp[:, [i[0] for i in letter_ids]].cpu()
 
 
 @torch.no_grad()
@@ -177,16 +216,6 @@ class VLM(nn.Module):
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _inputs(
-        self, images: torch.Tensor, prompts: Sequence[str]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        if len(images) != len(prompts):
-            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
-        rows = [self.template.prompt(p) for p in prompts]
-        ids, mask = left_pad(rows, int(self.tokenizer.pad_token_id))
-        ids, mask = ids.to(self.device), mask.to(self.device)
-        return self.model.embed(ids, self.tower(images)), mask
-
     @torch.no_grad()
     def score_choices(
         self,
@@ -194,21 +223,15 @@ class VLM(nn.Module):
         prompts: Sequence[str],
         letters: Sequence[str] = ("A", "B", "C", "D"),
     ) -> torch.Tensor:
-        """Log-probabilities ``[B, len(letters)]`` of each letter as the first answer token."""
-        letter_ids = [self.template.answer(letter) for letter in letters]
-        if any(len(i) != 1 for i in letter_ids):
-            raise ValueError(f"option letters {list(letters)} must each be one token")
-        embeds, mask = self._inputs(images, prompts)
-        logp = score_next_token(self.model.lm, embeds, mask)
-        return logp[:, [i[0] for i in letter_ids]].cpu()
+        """Log-probabilities ``[B, len(letters)]`` of each letter as the first answer token
+        (``letter_logprobs``)."""
+        return letter_logprobs(self.model, self.template, self.tower(images), prompts, letters)
 
     @torch.no_grad()
     def score_options(
         self, images: torch.Tensor, prompts: Sequence[str], options: Sequence[Sequence[str]]
     ) -> torch.Tensor:
         """Cloze scores ``[B, max options]`` of each option's text (``option_loglik``)."""
-        if len(images) != len(prompts):
-            raise ValueError(f"{len(images)} images for {len(prompts)} prompts")
         return option_loglik(self.model, self.template, self.tower(images), prompts, options)
 
     @torch.no_grad()
@@ -220,7 +243,7 @@ class VLM(nn.Module):
         use_cache: bool = True,
     ) -> list[str]:
         """Greedy answers (stripped), one per image and prompt."""
-        embeds, mask = self._inputs(images, prompts)
+        embeds, mask = prompt_inputs(self.model, self.template, self.tower(images), prompts)
         tokens = greedy_generate(
             self.model.lm, embeds, mask, max_new_tokens, self.tokenizer, use_cache=use_cache
         )

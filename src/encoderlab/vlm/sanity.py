@@ -20,9 +20,8 @@ import torch
 from encoderlab.data.reader import SampleDataset, index_source
 from encoderlab.errors import DataError
 from encoderlab.evaluate.stats import paired_difference
-from encoderlab.suite.questions import LETTERS, QUESTION_TYPES, Question, generate
-from encoderlab.vlm.generate import left_pad, score_next_token
-from encoderlab.vlm.model import VLM, VLMModel, option_loglik
+from encoderlab.suite.questions import QUESTION_TYPES, Question, generate
+from encoderlab.vlm.model import VLM, VLMModel, letter_logprobs, option_loglik
 from encoderlab.vlm.template import Template
 
 __all__ = [
@@ -87,16 +86,11 @@ def answer_correct(
     the short-answer prompt (``option_loglik``), for LMs that cannot bind answers to letters."""
     if scoring not in SCORINGS:
         raise ValueError(f"unknown scoring {scoring!r}; known: {', '.join(SCORINGS)}")
-    letters = [template.answer(x)[0] for x in LETTERS]
-    device = next(model.parameters()).device
     hits = []
     for s in range(0, len(questions), batch_size):
         batch, feats = questions[s : s + batch_size], features[s : s + batch_size]
         if scoring == "letter":
-            rows = [template.prompt(q.mc_prompt()) for q in batch]
-            ids, mask = left_pad(rows, int(template.tok.pad_token_id))
-            embeds = model.embed(ids.to(device), feats.to(device))
-            scores = score_next_token(model.lm, embeds, mask.to(device))[:, letters].cpu()
+            scores = letter_logprobs(model, template, feats, [q.mc_prompt() for q in batch])
         else:
             prompts = [q.short_prompt() for q in batch]
             scores = option_loglik(model, template, feats, prompts, [q.options for q in batch])
