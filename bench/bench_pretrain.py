@@ -12,6 +12,10 @@ the median of the pairs' ratios (single pairs drifted between 1.09x and 1.25x ac
 here). Prints pairs/s, the ratio to OpenCLIP and the FLOP utilisation (model FLOPs per sample,
 counted with torch's FlopCounterMode, times samples/s, over the measured matmul rate).
 
+Our trainer keeps freed host memory in the process (``encoderlab.train.host_memory``); a
+last OpenCLIP row runs it with the same glibc settings (``MALLOC_*_`` environment variables),
+to show how much of the ratio that is.
+
 OpenCLIP's ViT has no conv stem, so the side-by-side rows use the tiny preset with the plain
 patchify ViT (``stem: patch``): the identical model. A last row times the preset as shipped
 (``stem: conv``) with our trainer, to show what the stem costs.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -119,7 +124,15 @@ def ours(objective: str, preset: dict, data: Path, steps: int, out: Path) -> flo
     return sum(rates) / len(rates)
 
 
-def openclip(steps: int, preset: dict, out: Path) -> float:
+# keep_freed_memory's mallopt settings, as glibc reads them from the environment at start-up
+SAME_MALLOC = {
+    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
+    "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1),
+    "MALLOC_TOP_PAD_": str(256 << 20),
+}
+
+
+def openclip(steps: int, preset: dict, out: Path, env: dict[str, str] | None = None) -> float:
     """Samples/s that OpenCLIP's trainer logs (mean over its log lines after the first)."""
     # The same precision ours resolves to: amp_bf16 where bf16 is native, else fp32 (emulated
     # bf16 would make OpenCLIP many times slower and the comparison meaningless).
@@ -139,7 +152,11 @@ def openclip(steps: int, preset: dict, out: Path) -> float:
         "--seed", "0",
     ]  # fmt: skip
     proc = subprocess.run(
-        [sys.executable, str(runner), str(cfg), *args], capture_output=True, text=True, timeout=3600
+        [sys.executable, str(runner), str(cfg), *args],
+        capture_output=True,
+        text=True,
+        timeout=3600,
+        env={**os.environ, **(env or {})},
     )
     log = proc.stdout + proc.stderr
     rates = [float(x) for x in re.findall(r"Batch \(t\): [\d.]+, ([\d.]+)/s", log)]
@@ -193,6 +210,8 @@ def main() -> None:
             rows.append(
                 (f"encoderlab {name}", rate, flops_per_sample(name, preset, args.data, batch))
             )
+        rate = openclip(args.steps, preset, out / "openclip-malloc", env=SAME_MALLOC)
+        rows.append(("OpenCLIP, our malloc settings", rate, oc_flops))
         if shipped["encoder"].get("stem", "patch") != "patch":
             rate = ours("clip", shipped, args.data, args.steps, out / "shipped")
             flops = flops_per_sample("clip", shipped, args.data, batch)

@@ -66,9 +66,31 @@ def test_bad_stem_is_a_one_line_config_error(cfg: dict, needle: str) -> None:
 
 
 def test_forward_is_cls_of_features(enc: VisionEncoder, images: torch.Tensor) -> None:
-    torch.testing.assert_close(enc(images), enc.forward_features(images)[:, 0], rtol=0, atol=0)
+    torch.testing.assert_close(enc(images), enc.forward_features(images)[:, 0])
     torch.testing.assert_close(enc.tap(images, "cls"), enc(images))
     torch.testing.assert_close(enc.tap(images, "mean"), enc.forward_features(images)[:, 1:].mean(1))
+
+
+@pytest.mark.parametrize("grad_checkpointing", [False, True])
+def test_cls_only_last_block_trains_like_the_full_block(grad_checkpointing: bool) -> None:
+    """forward() computes the last block for the CLS row only: same output and same gradients
+    as the full timm forward, in training mode with stochastic depth drawn from the same RNG."""
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    enc = micro(drop_path=0.2, grad_checkpointing=grad_checkpointing).train()
+
+    def run(features) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        enc.zero_grad()
+        torch.manual_seed(3)
+        out = features(images)
+        (out * torch.linspace(-1, 1, out.shape[1])).sum().backward()
+        return out.detach(), [p.grad.clone() for p in enc.parameters()]
+
+    short, short_grads = run(enc)
+    full, full_grads = run(lambda x: enc.forward_features(x)[:, 0])
+    torch.testing.assert_close(short, full)
+    assert not torch.equal(short, run(lambda x: enc(x.flip(-1)))[0])  # the images matter
+    for a, b in zip(short_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_penultimate_tap_is_the_penultimate_block(enc: VisionEncoder, images: torch.Tensor):
@@ -207,3 +229,23 @@ def test_clip_text_tower_drops_padding_exactly() -> None:
         ours = tower(tokens)
         reference = tower.transformer(tokens["input_ids"])  # OpenCLIP's own forward, full length
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)
+
+
+def test_clip_text_tower_eot_row_block_gives_openclip_gradients() -> None:
+    """The last block runs at each caption's EOT row only: OpenCLIP's gradients, all params."""
+    from encoderlab.encoders.text import ClipTextTower, TextConfig
+
+    torch.manual_seed(0)
+    tower = ClipTextTower(TextConfig(width=64, layers=2, heads=2, context_length=32), 32).train()
+    tokens = tower.tokenize(["a red fish", "a small blue car next to a sign that says hi", ""])
+    weights = torch.randn(3, 32, generator=torch.Generator().manual_seed(1))
+
+    def grads(forward) -> list[torch.Tensor]:
+        tower.zero_grad()
+        (forward() * weights).sum().backward()
+        return [p.grad.clone() for p in tower.parameters()]
+
+    ours = grads(lambda: tower(tokens))
+    reference = grads(lambda: tower.transformer(tokens["input_ids"]))
+    for a, b in zip(ours, reference, strict=True):  # float rounding: 1e-4 of each tensor's scale
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))

@@ -25,6 +25,7 @@ from encoderlab.progress import make_progress
 from encoderlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.distributed import DistInfo, all_reduce_mean
+from encoderlab.train.host_memory import keep_freed_memory
 from encoderlab.train.schedule import cosine_with_warmup
 
 
@@ -150,6 +151,8 @@ class Trainer:
         checkpoint exists. Returns the last logged metrics. Skipped samples (undecodable
         images...) are in ``self.skips``."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if self.dist.device.type == "cpu":
+            keep_freed_memory()  # no page faults on each step's activations (host_memory.py)
         task = self.task.to(self.dist.device)
         optimizer = build_optimizer(task, self.cfg)
         start_step = 0
