@@ -108,6 +108,28 @@ def flops_per_sample(objective: str, preset: dict, data: Path, batch: int) -> fl
     return counter.get_total_flops() / batch
 
 
+def openclip_flops_per_sample(config: Path, batch: int) -> float:
+    """OpenCLIP's training FLOPs per sample on its own model and synthetic batch (its full
+    forward: every row of the last blocks, captions padded to the context length)."""
+    import open_clip
+    from open_clip.loss import ClipLoss
+
+    open_clip.add_model_config(config)
+    model = open_clip.create_model(config.stem)  # random init (it logs "no pretrained weights")
+    size = model.visual.image_size
+    images = (
+        torch.randn(batch, 3, *size)
+        if isinstance(size, tuple)
+        else torch.randn(batch, 3, size, size)
+    )
+    text = open_clip.get_tokenizer(config.stem)(["Dummy caption"] * batch)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        image_features, text_features, logit_scale = model(images, text)
+        ClipLoss()(image_features, text_features, logit_scale).backward()
+    return counter.get_total_flops() / batch
+
+
 def ours(objective: str, preset: dict, data: Path, steps: int, out: Path) -> float:
     """Samples/s of our trainer after the first logging window (warm-up) is dropped."""
     batch = preset["pretrain"]["batch_size"]
@@ -200,7 +222,7 @@ def main() -> None:
             )
         ratios = sorted(c / o for o, c in pairs)
         oc = statistics.median(o for o, _ in pairs)
-        oc_flops = flops_per_sample("clip", preset, args.data, batch)
+        oc_flops = openclip_flops_per_sample(out / "openclip0" / "encoderlab-tiny.json", batch)
         rows.append(("OpenCLIP trainer (clip)", oc, oc_flops))
         for name in args.objectives.split(","):
             if name == "clip":
