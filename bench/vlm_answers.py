@@ -52,7 +52,9 @@ def main() -> None:
     parser.add_argument("vlm", type=Path)
     parser.add_argument("--data", type=Path, default=Path("runs/tiny/data/shards"))
     parser.add_argument("--n", type=int, default=128)
-    parser.add_argument("--types", default="object,colour,count,read_word")
+    parser.add_argument(
+        "--types", default="object,colour,count,read_word", help="short-answer types ('': none)"
+    )
     args = parser.parse_args()
     vlm = load(args.vlm)
     s = image_sanity(vlm, args.data, n=2 * args.n)
@@ -62,8 +64,10 @@ def main() -> None:
             f"{100 * r['blank']:.1f}%, gain {100 * r['gain']:+.1f} "
             f"[{100 * r['gain_low']:+.1f}, {100 * r['gain_high']:+.1f}] points"
         )
-    print(f"\n{'type':<12} {'real':>6} {'blank':>6}  answers (real image) vs truth")
-    for qtype in args.types.split(","):
+    types = [t for t in args.types.split(",") if t]
+    if types:
+        print(f"\n{'type':<12} {'real':>6} {'blank':>6}  answers (real image) vs truth")
+    for qtype in types:
         acc, said, truth = short_answers(vlm, args.data, qtype, args.n)
         print(
             f"{qtype:<12} {100 * acc['real']:5.1f}% {100 * acc['blank']:5.1f}%  {said} vs {truth}"
