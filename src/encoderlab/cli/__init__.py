@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 
 from encoderlab.errors import EncoderlabError
+from encoderlab.train.host_memory import keep_freed_memory
 
 app = typer.Typer(
     help="encoderlab: controlled studies of vision encoders (CLIP, SigLIP, DINO...).",
@@ -31,6 +32,9 @@ def _register() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, reporting user errors as one line."""
     _register()
+    # Every command (embedding, evaluation, training) reuses freed host memory instead of
+    # re-faulting it; the trainer also sets this for library use (train/host_memory.py).
+    keep_freed_memory()
     try:
         app(args=argv, standalone_mode=False)
     except EncoderlabError as err:
