@@ -43,6 +43,7 @@ from encoderlab.encoders.vit import NAMED_SIZES, EncoderConfig, build_encoder
 from encoderlab.objectives import ObjectiveConfig, build_objective
 from encoderlab.precision import autocast, resolve_precision
 from encoderlab.train.config import TrainConfig
+from encoderlab.train.host_memory import MALLOC_SETTINGS
 from encoderlab.train.pretrain import PretrainConfig, pretrain
 
 OBJECTIVES = ("clip", "siglip", "clip-pretrained-text", "dino")
@@ -147,11 +148,7 @@ def ours(objective: str, preset: dict, data: Path, steps: int, out: Path) -> flo
 
 
 # keep_freed_memory's mallopt settings, as glibc reads them from the environment at start-up
-SAME_MALLOC = {
-    "MALLOC_MMAP_THRESHOLD_": str(32 << 20),
-    "MALLOC_TRIM_THRESHOLD_": str(2**31 - 1),
-    "MALLOC_TOP_PAD_": str(256 << 20),
-}
+SAME_MALLOC = {f"MALLOC_{name}_": str(value) for name, value in MALLOC_SETTINGS.items()}
 
 
 def openclip(steps: int, preset: dict, out: Path, env: dict[str, str] | None = None) -> float:

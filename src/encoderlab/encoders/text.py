@@ -96,16 +96,15 @@ class ClipTextTower(nn.Module):
         ids = tokens["input_ids"]
         ids = ids[:, : max(1, int((ids != 0).sum(1).max()))]
         x, _ = tt._embeds(ids)
-        blocks = tt.transformer.resblocks
-        if tt.pool_type != "argmax" or tt.attn_mask is None or not tt.transformer.batch_first:
-            mask = None if tt.attn_mask is None else tt.attn_mask[: ids.shape[1], : ids.shape[1]]
+        mask = None if tt.attn_mask is None else tt.attn_mask[: ids.shape[1], : ids.shape[1]]
+        if tt.pool_type != "argmax" or mask is None or not tt.transformer.batch_first:
             x = tt.ln_final(tt.transformer(x, attn_mask=mask))
             pooled = text_global_pool(x, ids, pool_type=tt.pool_type)
         else:
-            mask = tt.attn_mask[: ids.shape[1], : ids.shape[1]]
-            for block in blocks[:-1]:
+            *body, last = tt.transformer.resblocks
+            for block in body:
                 x = block(x, attn_mask=mask)
-            pooled = tt.ln_final(_eot_row_block(blocks[-1], x, ids.argmax(dim=-1)))
+            pooled = tt.ln_final(_eot_row_block(last, x, ids.argmax(dim=-1)))
         if isinstance(tt.text_projection, nn.Linear):
             return tt.text_projection(pooled)
         return pooled if tt.text_projection is None else pooled @ tt.text_projection

@@ -16,14 +16,15 @@ import ctypes.util
 import os
 import sys
 
-__all__ = ["OPT_OUT_ENV", "keep_freed_memory"]
+__all__ = ["MALLOC_SETTINGS", "OPT_OUT_ENV", "keep_freed_memory"]
 
 OPT_OUT_ENV = "ENCODERLAB_SYSTEM_MALLOC"  # set to 1 to leave malloc as the system set it
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3  # from glibc's malloc.h
-# glibc's largest mmap threshold (blocks above it are still mapped and unmapped each time);
-# a fixed value also turns off its dynamic threshold.
-_MMAP_THRESHOLD = 32 << 20
-_TOP_PAD = 256 << 20  # grow the heap in 256 MB steps, so big blocks fit in it, not in mmaps
+# glibc's tunables by the names of its MALLOC_<NAME>_ environment variables. MMAP_THRESHOLD is
+# glibc's largest (blocks above it are still mapped and unmapped each time; a fixed value also
+# turns off its dynamic threshold); TOP_PAD grows the heap in 256 MB steps, so big blocks fit in
+# it rather than in mmaps; TRIM_THRESHOLD at its maximum: never hand the heap back.
+MALLOC_SETTINGS = {"MMAP_THRESHOLD": 32 << 20, "TRIM_THRESHOLD": 2**31 - 1, "TOP_PAD": 256 << 20}
+_MALLOPT_OPTION = {"TRIM_THRESHOLD": -1, "TOP_PAD": -2, "MMAP_THRESHOLD": -3}  # glibc's malloc.h
 _done: bool | None = None
 
 
@@ -42,12 +43,5 @@ def keep_freed_memory() -> bool:
                 mallopt = libc.mallopt
             except (OSError, AttributeError):  # musl or another libc without mallopt
                 return False
-            _done = all(
-                mallopt(option, value)
-                for option, value in (
-                    (_M_MMAP_THRESHOLD, _MMAP_THRESHOLD),
-                    (_M_TRIM_THRESHOLD, 2**31 - 1),
-                    (_M_TOP_PAD, _TOP_PAD),
-                )
-            )
+            _done = all(mallopt(_MALLOPT_OPTION[k], v) for k, v in MALLOC_SETTINGS.items())
     return _done
