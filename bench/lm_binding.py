@@ -33,7 +33,7 @@ from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.data import ExampleDataset, PadCollate, conversation_rng, read_world
 from encoderlab.vlm.generate import left_pad, score_continuations, score_next_token
 from encoderlab.vlm.lm import build_lm
-from encoderlab.vlm.stages import LMTask
+from encoderlab.vlm.tasks import LMTask
 from encoderlab.vlm.template import Template, user_text
 from encoderlab.vlm.tokenizer import train_tokenizer
 from lm_context import full_description

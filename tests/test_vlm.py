@@ -44,7 +44,7 @@ from encoderlab.vlm.lm import build_lm, load_lm, pretrain_lm
 from encoderlab.vlm.model import build_model
 from encoderlab.vlm.oracle import GRID, OracleTokens
 from encoderlab.vlm.sanity import answer_correct, heldout_items, image_sanity, real_vs_blank
-from encoderlab.vlm.stages import STAGE_TRAINABLE, VLMStageTask
+from encoderlab.vlm.tasks import STAGE_TRAINABLE, VLMStageTask
 from encoderlab.vlm.template import IGNORE_INDEX, Example, Template
 from encoderlab.vlm.tokenizer import train_tokenizer
 from encoderlab.vlm.vision import (

@@ -91,7 +91,7 @@ def analyze_cmd(
     from encoderlab.config import parse_config, preset_section
     from encoderlab.data.synthworld import WorldConfig
     from encoderlab.evaluate.analyze import AnalysisConfig, analyze
-    from encoderlab.evaluate.report import is_highlight
+    from encoderlab.evaluate.sensitivity_table import is_highlight
 
     updates: dict[str, Any] = {
         "scenes": scenes,

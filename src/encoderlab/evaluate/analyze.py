@@ -42,10 +42,14 @@ from encoderlab.evaluate.embeddings import (
     num_layers,
     resolve_precision,
 )
+from encoderlab.evaluate.figures import (
+    pair_grid_name,
+    plot_cka,
+    plot_grouped_bars,
+    plot_pair_grid,
+)
 from encoderlab.evaluate.imagesets import LabelledSet, load_labelled
 from encoderlab.evaluate.pairs import PairConfig, mine_pairs, nearest_neighbours, random_pairs
-from encoderlab.evaluate.plots import plot_cka, plot_grouped_bars, plot_pair_grid
-from encoderlab.evaluate.report import sensitivity_markdown
 from encoderlab.evaluate.sensitivity import (
     CounterfactualSet,
     build_counterfactual_set,
@@ -54,6 +58,7 @@ from encoderlab.evaluate.sensitivity import (
     random_partners,
     sensitivity,
 )
+from encoderlab.evaluate.sensitivity_table import sensitivity_markdown
 from encoderlab.evaluate.stats import bootstrap_indices
 from encoderlab.progress import make_progress
 from encoderlab.train.checkpoint import write_json
@@ -117,10 +122,6 @@ def _json_safe(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [_json_safe(v) for v in obj]
     return obj
-
-
-def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
 def _image_size(encoders: Mapping[str, Any], world: WorldConfig | None, cfg: AnalysisConfig) -> int:
@@ -443,7 +444,7 @@ def _figures(
                     left,
                     right,
                     captions,
-                    out / f"pairs_high_{_slug(d.high)}_low_{_slug(d.low)}.png",
+                    out / pair_grid_name(d.high, d.low),
                     title,
                 )
             )

@@ -1,7 +1,7 @@
 """The report's own figures (the analysis stage draws the embedding ones): control accuracies,
 VLM category scores with CIs in both category views, pre-training loss curves.
 
-Bars reuse ``evaluate.plots.plot_grouped_bars`` so every bar chart of the project looks alike.
+Bars reuse ``evaluate.figures.plot_grouped_bars`` so every bar chart of the project looks alike.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from encoderlab.evaluate.plots import _save, plot_grouped_bars
+from encoderlab.evaluate.figures import plot_grouped_bars, save_figure
 
 __all__ = ["control_columns", "plot_control", "plot_losses", "plot_vlm_categories"]
 
@@ -85,4 +85,4 @@ def plot_losses(losses: Mapping[str, list[dict[str, Any]]], path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes.flat[0].set_ylabel("training loss", fontsize=8)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -10,7 +10,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from encoderlab.evaluate.report import is_highlight
+from encoderlab.evaluate.figures import pair_grid_name
+from encoderlab.evaluate.sensitivity_table import is_highlight
 from encoderlab.report.document import (
     Block,
     Cell,
@@ -247,7 +248,7 @@ def _pair_figures(res: StudyResults, rep: Mapping[str, Any]) -> list[Figure]:
     """The analysis stage's pair grids of one encoder pair, both directions."""
     out = []
     for d in rep["directions"]:
-        name = f"pairs_high_{_slug(d['high'])}_low_{_slug(d['low'])}.png"
+        name = pair_grid_name(d["high"], d["low"])
         if (p := res.analysis_figure(name)) is not None:
             out.append(Figure(p, f"high {d['high']} / low {d['low']}: {d['count']} pairs", False))
     return out
@@ -271,11 +272,6 @@ def _shared_table(rep: Mapping[str, Any]) -> Table:
         [a, *(cell(d["shared"].get(a)) for d in dirs)] for a in attributes
     ]
     return Table(header, rows, "Share (%) of mined vs random pairs agreeing on each attribute")
-
-
-def _slug(text: str) -> str:
-    # The analysis stage's file naming (``evaluate.analyze._slug``).
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
 
 
 def _category_rows(

@@ -44,7 +44,7 @@ from encoderlab.vlm.data import (
     lm_corpus,
     pack,
 )
-from encoderlab.vlm.stages import LMTask
+from encoderlab.vlm.tasks import LMTask
 from encoderlab.vlm.template import Template
 from encoderlab.vlm.tokenizer import prepare_tokenizer, train_tokenizer
 

@@ -35,7 +35,7 @@ from encoderlab.vlm.data import (
 )
 from encoderlab.vlm.lm import lm_info, load_lm, pretrain_lm
 from encoderlab.vlm.model import VLMModel, build_model
-from encoderlab.vlm.stages import VLMStageTask
+from encoderlab.vlm.tasks import VLMStageTask
 from encoderlab.vlm.template import Template
 from encoderlab.vlm.vision import VisionTower, encode_images, feature_stats, standardize
 

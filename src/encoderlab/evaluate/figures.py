@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-__all__ = ["plot_cka", "plot_grouped_bars", "plot_pair_grid"]
+__all__ = ["pair_grid_name", "plot_cka", "plot_grouped_bars", "plot_pair_grid", "save_figure"]
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save_figure(fig: Any, path: Path) -> Path:
+    """Write ``fig`` as a PNG (byte-reproducible: no creation date) and close it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     # A fixed creation date keeps the PNG bytes reproducible.
     fig.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
@@ -60,7 +61,7 @@ def plot_grouped_bars(
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _heatmap(ax: Any, matrix: np.ndarray, xlabels: Sequence[str], ylabels: Sequence[str]) -> Any:
@@ -95,7 +96,17 @@ def plot_cka(
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     fig.colorbar(im, ax=axes.ravel().tolist(), fraction=0.03)
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def pair_grid_name(high: str, low: str) -> str:
+    """File name of the pair grid of encoder ``high`` vs ``low`` (the analysis writes it, the
+    study report reads it)."""
+
+    def slug(text: str) -> str:
+        return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+    return f"pairs_high_{slug(high)}_low_{slug(low)}.png"
 
 
 def plot_pair_grid(
