@@ -27,7 +27,7 @@ from encoderlab.evaluate.external import load_external
 from encoderlab.evaluate.imagesets import load_labelled
 from encoderlab.evaluate.pairs import PairConfig, mine_pairs
 from encoderlab.evaluate.sensitivity import build_counterfactual_set, random_partners
-from encoderlab.train.checkpoint import save_weights, write_json
+from encoderlab.files import save_weights, write_json
 
 WORLD = WorldConfig(image_size=32, seed=3)
 FACTORS = ["text", "colour", "category", "background"]

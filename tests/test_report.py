@@ -15,6 +15,7 @@ from PIL import Image
 
 from encoderlab.errors import DataError
 from encoderlab.evaluate.stats import bootstrap_ci
+from encoderlab.files import write_json
 from encoderlab.report import build_report
 from encoderlab.report.findings import (
     all_findings,
@@ -29,7 +30,6 @@ from encoderlab.report.replicates import load_replicates, pool
 from encoderlab.report.sections import SECTION_TITLES
 from encoderlab.suite.harness import EvalConfig, _aggregate, write_reports
 from encoderlab.suite.registry import BENCHMARKS, SUITES
-from encoderlab.train.checkpoint import write_json
 
 OBJECTIVES = ("clip", "siglip", "clip-pretrained-text", "dino")
 FACTORS = ("category", "text", "colour", "texture", "style", "background", "position", "size")

@@ -60,8 +60,8 @@ from encoderlab.evaluate.sensitivity import (
 )
 from encoderlab.evaluate.sensitivity_table import sensitivity_markdown
 from encoderlab.evaluate.stats import bootstrap_indices
+from encoderlab.files import write_json
 from encoderlab.progress import make_progress
-from encoderlab.train.checkpoint import write_json
 
 __all__ = ["AnalysisConfig", "CKAConfig", "analyze", "encoder_pairs"]
 

@@ -22,8 +22,8 @@ from encoderlab.evaluate.classify import knn_accuracy, linear_probe, zero_shot_a
 from encoderlab.evaluate.embeddings import embed
 from encoderlab.evaluate.imagesets import load_labelled
 from encoderlab.evaluate.stats import paired_difference
+from encoderlab.files import write_json
 from encoderlab.progress import make_progress
-from encoderlab.train.checkpoint import write_json
 from encoderlab.train.pretrain import load_encoder, load_objective, run_names
 
 TARGETS = ("category", "superclass")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from encoderlab.config import config_hash
-from encoderlab.train.checkpoint import write_json
+from encoderlab.files import write_json
 
 DONE = "stage.json"
 PENDING = "stage.pending.json"

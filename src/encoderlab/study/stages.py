@@ -134,7 +134,7 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
 
             load_lm(vcfg.lm_path)  # one line naming the path if it is not a causal LM
             return {"lm": vcfg.lm_path}
-        from encoderlab.train.checkpoint import write_json
+        from encoderlab.files import write_json
         from encoderlab.vlm.context import CONTEXT_JSON, context_check
         from encoderlab.vlm.data import read_world
         from encoderlab.vlm.lm import load_lm, pretrain_lm
@@ -170,7 +170,7 @@ def vlm_stage(
 
     def run(stage: Stage) -> dict[str, Any]:
         from encoderlab.errors import DataError
-        from encoderlab.train.checkpoint import write_json
+        from encoderlab.files import write_json
         from encoderlab.vlm import load
         from encoderlab.vlm.pipeline import train_vlm
         from encoderlab.vlm.sanity import image_sanity
@@ -209,7 +209,7 @@ def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
     fault or their encoders'. SynthWorld studies only (the pipeline adds it for them)."""
 
     def run(stage: Stage) -> dict[str, Any]:
-        from encoderlab.train.checkpoint import write_json
+        from encoderlab.files import write_json
         from encoderlab.vlm.oracle import ORACLE_JSON, oracle_check
 
         data = split_dir(cfg, out, "train").parent  # the data set: train and val splits

@@ -31,6 +31,7 @@ from encoderlab.config import StrictModel
 from encoderlab.data.synthworld import WorldConfig
 from encoderlab.errors import EncoderlabError
 from encoderlab.evaluate.stats import bootstrap_ci
+from encoderlab.files import write_json
 from encoderlab.progress import make_progress
 from encoderlab.suite.benchmarks import load_items, prepare
 from encoderlab.suite.formats import MCItem, images_to_tensor
@@ -43,7 +44,6 @@ from encoderlab.suite.registry import (
     Benchmark,
     resolve,
 )
-from encoderlab.train.checkpoint import write_json
 
 __all__ = ["EvalConfig", "VLMProtocol", "category_values", "evaluate", "item_key"]
 

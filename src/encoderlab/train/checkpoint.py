@@ -18,27 +18,14 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
+from encoderlab.files import save_weights, write_json  # noqa: F401  (re-exported)
+
 LATEST = "latest"
 
 
 def _tensors(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     # safetensors refuses shared or non-contiguous storage; checkpoints are small, so copy.
     return {k: v.detach().cpu().contiguous().clone() for k, v in sd.items()}
-
-
-def save_weights(state: dict[str, torch.Tensor], path: Path, metadata: dict | None = None) -> None:
-    """Write a state dict as safetensors, atomically."""
-    tmp = path.with_name(path.name + ".tmp")
-    meta = {k: str(v) for k, v in (metadata or {}).items()}
-    save_file(_tensors(state), str(tmp), metadata=meta)
-    os.replace(tmp, path)
-
-
-def write_json(obj: Any, path: Path) -> None:
-    """Write JSON atomically (temporary file + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str))
-    os.replace(tmp, path)
 
 
 def _flatten_optimizer(opt_state: dict) -> tuple[dict[str, torch.Tensor], dict]:

@@ -23,8 +23,8 @@ from encoderlab.config import StrictModel, config_hash
 from encoderlab.data.reader import SampleDataset, collate, index_source
 from encoderlab.encoders.vit import EncoderConfig, VisionEncoder, build_encoder
 from encoderlab.errors import EncoderlabError
+from encoderlab.files import save_weights, write_json
 from encoderlab.objectives import Objective, ObjectiveConfig, build_objective
-from encoderlab.train.checkpoint import save_weights, write_json
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.distributed import DistInfo, init_distributed
 from encoderlab.train.runs import record_sibling_diffs

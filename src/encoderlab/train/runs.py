@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from encoderlab.train.checkpoint import write_json
+from encoderlab.files import write_json
 
 
 def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

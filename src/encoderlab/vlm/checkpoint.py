@@ -27,7 +27,7 @@ from safetensors.torch import load_file
 from encoderlab.config import config_hash, parse_config
 from encoderlab.encoders.vit import EncoderConfig, build_encoder
 from encoderlab.errors import EncoderlabError
-from encoderlab.train.checkpoint import save_weights, write_json
+from encoderlab.files import save_weights, write_json
 from encoderlab.train.pretrain import load_encoder
 from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.lm import load_lm, quiet_hf

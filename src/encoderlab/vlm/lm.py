@@ -30,8 +30,8 @@ from transformers.utils import logging as hf_logging
 
 from encoderlab.config import config_hash
 from encoderlab.errors import ConfigError
+from encoderlab.files import write_json
 from encoderlab.progress import console
-from encoderlab.train.checkpoint import write_json
 from encoderlab.train.distributed import DistInfo, barrier
 from encoderlab.train.trainer import Trainer
 from encoderlab.vlm.config import LMConfig, VLMConfig

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from encoderlab.errors import ConfigError
+from encoderlab.files import write_json
 from encoderlab.progress import console
-from encoderlab.train.checkpoint import write_json
 from encoderlab.train.distributed import DistInfo, barrier, init_distributed
 from encoderlab.train.pretrain import load_encoder
 from encoderlab.train.trainer import Trainer
