@@ -85,21 +85,34 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def list_presets() -> list[str]:
-    """Names of the presets shipped with the package (``presets/*.yaml``)."""
+def list_presets(group: str | None = None) -> list[str]:
+    """Names of the presets shipped with the package: ``presets/*.yaml`` (``tiny``), or with
+    ``group`` those of ``presets/<group>/*.yaml`` (``experiments/mini-1200``)."""
     root = resources.files("encoderlab") / "presets"
-    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
+    if group is not None:
+        root = root / group
+        if not root.is_dir():
+            return []
+    prefix = f"{group}/" if group else ""
+    return sorted(prefix + p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
 
 
 def load_preset(name: str) -> dict[str, Any]:
-    """Load a shipped preset by name, or a YAML file by path."""
-    if name.endswith((".yaml", ".yml")) or "/" in name:
+    """Load a shipped preset by name (``tiny``, ``experiments/mini-1200``), or a YAML file by
+    path (``my.yaml``, ``configs/x.yml``)."""
+    if name.endswith((".yaml", ".yml")):
+        return load_yaml(name)
+    shipped = resources.files("encoderlab") / "presets" / f"{name}.yaml"
+    if ".." not in name.split("/") and shipped.is_file():
+        return yaml.safe_load(shipped.read_text()) or {}
+    if "/" in name:
+        group = name.split("/")[0]
+        known = list_presets(group)
+        if known:
+            raise ConfigError(f"unknown preset {name!r}; known in {group}/: {', '.join(known)}")
         return load_yaml(name)
     known = list_presets()
-    if name not in known:
-        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
-    text = (resources.files("encoderlab") / "presets" / f"{name}.yaml").read_text()
-    return yaml.safe_load(text) or {}
+    raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
 
 
 def config_hash(obj: Any, length: int = 12) -> str:
