@@ -3,7 +3,8 @@
 A finished run directory holds ``config.json`` (everything that defines the run),
 ``encoder.safetensors`` + ``encoder.json`` (the encoder used downstream: for DINO the EMA
 teacher's backbone, as DINO evaluates it), ``objective.safetensors`` (the whole objective, with
-text towers for zero-shot), ``metrics.jsonl``, ``siblings.json`` and, written last,
+text towers for zero-shot), ``metrics.jsonl``, ``siblings.json``, ``snapshots/`` (the encoder
+at a few points of training, for learning curves: ``train.snapshots``) and, written last,
 ``run.json``. Its presence marks the run complete.
 """
 
@@ -28,6 +29,7 @@ from encoderlab.objectives import Objective, ObjectiveConfig, build_objective
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.distributed import DistInfo, init_distributed
 from encoderlab.train.runs import record_sibling_diffs
+from encoderlab.train.snapshots import list_snapshots, save_snapshot, snapshot_every
 from encoderlab.train.trainer import Trainer
 
 DONE = "run.json"
@@ -87,6 +89,14 @@ def pretrain(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_config(objective, cfg, data), run_dir / "config.json")
         record_sibling_diffs(run_dir)
+    every = snapshot_every(cfg.train.total_steps, cfg.train.checkpoint_every)
+
+    def snapshot(step: int) -> None:  # the encoder alone, for the learning curves
+        if step % every == 0 and step < cfg.train.total_steps:
+            save_snapshot(task.downstream_encoder, run_dir, step)
+
+    if dist_info.is_main and not any(step == 0 for step, _ in list_snapshots(run_dir)):
+        save_snapshot(task.downstream_encoder, run_dir, 0)  # the shared initialisation
     trainer = Trainer(
         task,
         dataset,
@@ -96,6 +106,7 @@ def pretrain(
         dist_info=dist_info,
         progress=progress,
         description=f"pretrain {objective}",
+        on_checkpoint=snapshot,
     )
     trainer.skips.extend(index_skips)
     start = time.perf_counter()

@@ -68,8 +68,12 @@ class Trainer:
         dist_info: DistInfo | None = None,
         progress: bool = True,
         description: str = "train",
+        on_checkpoint: Callable[[int], None] | None = None,
     ) -> None:
         self.task = task
+        # called on the main rank with the step, before each checkpoint is written (e.g. the
+        # encoder snapshots of pretraining: train.snapshots)
+        self.on_checkpoint = on_checkpoint
         self.dataset = dataset
         self.collate = collate
         self.cfg = cfg
@@ -237,6 +241,8 @@ class Trainer:
                 elif bar is not None:
                     bar.update(bar_task, completed=done)
                 if done % self.cfg.checkpoint_every == 0 or done == stop:
+                    if self.dist.is_main and self.on_checkpoint is not None:
+                        self.on_checkpoint(done)
                     if self.dist.is_main:
                         save_checkpoint(
                             self.ckpt_root,
