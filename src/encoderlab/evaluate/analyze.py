@@ -61,6 +61,7 @@ from encoderlab.evaluate.sensitivity import (
 from encoderlab.evaluate.sensitivity_table import sensitivity_markdown
 from encoderlab.evaluate.stats import bootstrap_indices
 from encoderlab.files import write_json
+from encoderlab.precision import precision_record
 from encoderlab.progress import make_progress
 
 __all__ = ["AnalysisConfig", "CKAConfig", "analyze", "encoder_pairs"]
@@ -299,6 +300,9 @@ def analyze(
                 for name, enc in encoders.items()
             },
             "sensitivity": {"skipped": "needs SynthWorld (a world config or its data)"},
+            "precision": precision_record(
+                cfg.precision, device_of(next(iter(encoders.values())))
+            ),
         }
         feats: dict[str, np.ndarray] | None = None
         if world is not None and cfg.factors:

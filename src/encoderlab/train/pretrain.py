@@ -26,6 +26,7 @@ from encoderlab.encoders.vit import EncoderConfig, VisionEncoder, build_encoder
 from encoderlab.errors import EncoderlabError
 from encoderlab.files import save_weights, write_json
 from encoderlab.objectives import Objective, ObjectiveConfig, build_objective
+from encoderlab.precision import precision_record
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.distributed import DistInfo, init_distributed
 from encoderlab.train.runs import record_sibling_diffs
@@ -120,6 +121,7 @@ def pretrain(
         "seconds": time.perf_counter() - start,
         "skipped": len(trainer.skips),
         "skipped_summary": trainer.skips.summary() if len(trainer.skips) else "",
+        "precision": precision_record(cfg.train.precision, dist_info.device),
     }
     if dist_info.is_main and trainer.finished:
         save_weights(task.downstream_encoder.state_dict(), run_dir / "encoder.safetensors")
