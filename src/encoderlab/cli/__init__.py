@@ -26,7 +26,7 @@ err_console = Console(stderr=True)
 
 def _register() -> None:
     # Imported for their side effect of adding commands to ``app``.
-    from encoderlab.cli import analyze, data, pretrain, study, suite, vlm  # noqa: F401
+    from encoderlab.cli import analyze, data, diagnose, pretrain, study, suite, vlm  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,7 +23,7 @@ from encoderlab.evaluate.stats import paired_difference, ratio_of_means
 from encoderlab.vlm.data import ExampleDataset, PadCollate, TrainWorld, conversations
 from encoderlab.vlm.template import IGNORE_INDEX, Template
 
-__all__ = ["CONTEXT_JSON", "DESCRIBE", "answer_losses", "context_check"]
+__all__ = ["CONTEXT_JSON", "DESCRIBE", "answer_losses", "context_check", "full_description"]
 
 CONTEXT_JSON = "context.json"  # where the study's lm stage writes the check
 DESCRIBE = "Describe the image briefly."
@@ -104,3 +104,23 @@ def context_check(
     }
     result["reads_context"] = bool(result["describe"]["gap_low"] > 0)
     return result
+
+
+def full_description(meta: dict[str, Any]) -> str | None:
+    """Every factor of an object scene in words (None for documents and charts): a picture
+    slot from which each stage-2 answer can be read, unlike an alt-text caption."""
+    if meta["kind"] != "objects":
+        return None
+    parts = []
+    for o in meta["objects"]:
+        x, y = o["position"]
+        row = "top" if y < 0.4 else "bottom" if y > 0.6 else "middle"
+        col = "left" if x < 0.4 else "right" if x > 0.6 else "centre"
+        parts.append(
+            f"a {o['size']} {o['colour']} {o['texture']} {o['category']} "
+            f"in {o['style']} style at the {row} {col}"
+        )
+    text = f"{len(meta['objects'])} objects: " + ", ".join(parts)
+    if meta.get("text"):
+        text += f'; the text "{meta["text"]["content"]}" in {meta["text"]["colour"]}'
+    return text + f"; {meta['background']['style']} background"
