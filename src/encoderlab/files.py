@@ -12,6 +12,7 @@ with the temporary file already removed.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -25,9 +26,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "OutputError",
+    "check_records",
     "check_writable",
+    "file_records",
     "human_bytes",
     "is_output_error",
+    "make_readable",
     "output_error",
     "save_weights",
     "weights_bytes",
@@ -45,6 +49,11 @@ _CHUNK = 16 << 20
 
 class OutputError(EncoderlabError):
     """An output could not be written: disk full, read-only file system, no permission."""
+
+    def __init__(self, message: str, errno: int | None = None, path: Path | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno
+        self.path = path
 
 
 def human_bytes(n: float) -> str:
@@ -76,8 +85,8 @@ def output_error(err: OSError, path: Path | str, needed: int | None = None) -> O
         if free is not None:
             room.append(f"{human_bytes(free)} free")
         detail = f" ({', '.join(room)})" if room else ""
-        return OutputError(f"cannot write {path}: {reason.lower()}{detail}")
-    return OutputError(f"cannot write {path}: {reason.lower()}")
+        return OutputError(f"cannot write {path}: {reason.lower()}{detail}", err.errno, path)
+    return OutputError(f"cannot write {path}: {reason.lower()}", err.errno, path)
 
 
 def is_output_error(err: BaseException) -> bool:
@@ -162,3 +171,54 @@ def check_writable(directory: Path | str) -> Path:
             raise output_error(err, Path(err.filename or directory)) from None
         raise
     return directory
+
+
+def umask_mode() -> int:
+    """The mode ``open`` gives a new file: ``0666`` less the process umask."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def make_readable(root: Path | str) -> None:
+    """Give every file under ``root`` the umask's mode: for outputs of writers that create
+    ``0600`` files (safetensors' ``save_file``, so Hugging Face's ``save_pretrained``)."""
+    mode = umask_mode()
+    for path in Path(root).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def file_records(root: Path | str, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file under ``root`` (by relative path), for a record written
+    last that ``check_records`` verifies on load."""
+    root = Path(root)
+    records: dict[str, dict[str, Any]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and rel not in exclude:
+            records[rel] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
+    return records
+
+
+def check_records(root: Path | str, records: dict[str, dict[str, Any]]) -> str | None:
+    """Why the files under ``root`` do not match ``records`` (one line), or None if they do."""
+    root = Path(root)
+    for rel, want in records.items():
+        path = root / rel
+        if not path.is_file():
+            return f"{rel} is missing"
+        size = path.stat().st_size
+        if size != want.get("bytes"):
+            return f"{rel} has {size} bytes, {want.get('bytes')} expected"
+        if _sha256(path) != want.get("sha256"):
+            return f"{rel} fails its checksum"
+    return None

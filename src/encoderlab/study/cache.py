@@ -5,21 +5,66 @@ does. Before running, the pipeline compares hashes: the same hash and a ``stage.
 done (skip); the same hash without it means interrupted (run again: trainers resume from their
 checkpoints); another hash means stale (the directory is wiped first, so nothing half-written or
 out of date is ever taken as done).
+
+One study runs per directory: ``study_lock`` holds an exclusive ``flock`` on ``study.lock`` for
+the whole run, so a second ``study run`` on the same directory refuses in one line naming the
+process that holds it. The kernel drops the lock when its process dies, so a killed run never
+leaves a lock that blocks the next one.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from encoderlab.config import config_hash
-from encoderlab.files import write_json
+from encoderlab.errors import EncoderlabError
+from encoderlab.files import check_writable, write_json
 
 DONE = "stage.json"
 PENDING = "stage.pending.json"
+LOCK = "study.lock"
+
+
+class StudyLocked(EncoderlabError):
+    """Another process is running a study in the same directory."""
+
+
+def _holder(path: Path) -> str:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        text = ""
+    return f"pid {text}" if text.isdigit() else "a process that has not written its pid yet"
+
+
+@contextmanager
+def study_lock(directory: Path) -> Iterator[Path]:
+    """Hold ``directory``'s study lock for the duration; raise ``StudyLocked`` (one line,
+    naming the holder's pid) if another process holds it."""
+    directory = check_writable(directory)
+    path = directory / LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise StudyLocked(
+                f"{directory}: another study run ({_holder(path)}) is using this directory; "
+                "wait for it to finish or pass another --out"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield path
+    finally:
+        os.close(fd)  # releases the lock; the file stays (unlinking it would race a waiter)
 
 
 @dataclass(frozen=True)

@@ -105,6 +105,10 @@ class Study:
     def run(self, only: list[str] | None = None) -> dict[str, Any]:
         """Run every stage that is not done (or just ``only`` and their inputs); return
         ``{stage: status}`` as found."""
+        with cache.study_lock(self.out):  # one study per directory (a second one refuses)
+            return self._run(only)
+
+    def _run(self, only: list[str] | None) -> dict[str, Any]:
         found: dict[str, str] = {}
         start = time.perf_counter()
         stages = self.select(only) if only else self.stages

@@ -21,8 +21,13 @@ from torch.utils.data import DataLoader, Dataset
 from encoderlab.data.reader import EpochSampler, SkipReport
 from encoderlab.errors import DataError, EncoderlabError
 from encoderlab.precision import autocast
-from encoderlab.progress import make_progress
-from encoderlab.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from encoderlab.progress import console, make_progress
+from encoderlab.train.checkpoint import (
+    latest_checkpoint,
+    load_checkpoint,
+    resume_checkpoint,
+    save_checkpoint,
+)
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.distributed import DistInfo, all_reduce_mean
 from encoderlab.train.host_memory import keep_freed_memory
@@ -160,7 +165,10 @@ class Trainer:
         task = self.task.to(self.dist.device)
         optimizer = build_optimizer(task, self.cfg)
         start_step = 0
-        ckpt = latest_checkpoint(self.ckpt_root)
+        # the newest checkpoint that verifies; damaged newer ones are named in one line
+        ckpt, notice = resume_checkpoint(self.ckpt_root)
+        if notice and self.dist.is_main:
+            console.print(f"warning: {notice}", highlight=False)
         if ckpt is not None:
             start_step = load_checkpoint(ckpt, task, optimizer)["step"]
             self._truncate_metrics(start_step)

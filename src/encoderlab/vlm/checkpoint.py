@@ -9,7 +9,10 @@ Layout::
     encoders/0/               copy of the encoder: encoder.safetensors + encoder.json
                               (the layout of a pretraining run, so ``load_encoder`` reads it)
 
-``vlm.json`` is written last, so a directory without it is not a finished checkpoint.
+``vlm.json`` is written last, so a directory without it is not a finished checkpoint. It records
+the size and sha256 of every other file (``files``), checked by ``load`` and ``verify_vlm``: a
+damaged checkpoint is reported in one line instead of failing somewhere inside a loader. Every
+file gets the umask's mode (``save_pretrained`` writes ``0600`` weights).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from safetensors.torch import load_file
 from encoderlab.config import config_hash, parse_config
 from encoderlab.encoders.vit import EncoderConfig, build_encoder
 from encoderlab.errors import EncoderlabError
-from encoderlab.files import save_weights, write_json
+from encoderlab.files import check_records, file_records, make_readable, save_weights, write_json
 from encoderlab.train.pretrain import load_encoder
 from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.lm import load_lm, quiet_hf
@@ -41,6 +44,7 @@ __all__ = [
     "copy_encoder",
     "load",
     "save_vlm",
+    "verify_vlm",
     "weights_hash",
     "write_encoder_run",
 ]
@@ -127,8 +131,26 @@ def save_vlm(
         model.lm.state_dict(),
         config={k: v for k, v in record.items() if k in ("config", "encoders")},
     )
+    make_readable(out)
+    record["files"] = file_records(out, exclude=(VLM_JSON,))
     write_json(record, out / VLM_JSON)
     return record
+
+
+def verify_vlm(path: str | Path) -> str | None:
+    """Why the VLM checkpoint ``path`` is damaged or incomplete (one line), or None if every
+    file matches the record in its ``vlm.json`` (checkpoints from before records: sizes
+    unchecked)."""
+    path = Path(path)
+    try:
+        record = json.loads((path / VLM_JSON).read_text())
+    except FileNotFoundError:
+        return f"no {VLM_JSON} (unfinished)"
+    except (ValueError, UnicodeDecodeError) as err:
+        return f"{VLM_JSON} is not valid JSON ({type(err).__name__})"
+    if not isinstance(record, dict):
+        return f"{VLM_JSON} is not a record"
+    return check_records(path, record.get("files") or {})
 
 
 def load(path: str | Path) -> VLM:
@@ -140,6 +162,9 @@ def load(path: str | Path) -> VLM:
         record = json.loads((path / VLM_JSON).read_text())
     except json.JSONDecodeError as err:
         raise EncoderlabError(f"{path / VLM_JSON}: invalid JSON ({err})") from None
+    damage = check_records(path, record.get("files") or {})
+    if damage is not None:
+        raise EncoderlabError(f"{path}: damaged VLM checkpoint ({damage})")
     cfg = parse_config(
         VLMConfig, record.get("config"), source=str(path / VLM_JSON), prefix="config"
     )

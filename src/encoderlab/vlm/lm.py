@@ -30,7 +30,7 @@ from transformers.utils import logging as hf_logging
 
 from encoderlab.config import config_hash
 from encoderlab.errors import ConfigError
-from encoderlab.files import write_json
+from encoderlab.files import make_readable, write_json
 from encoderlab.progress import console
 from encoderlab.train.distributed import DistInfo, barrier
 from encoderlab.train.trainer import Trainer
@@ -176,6 +176,7 @@ def pretrain_lm(
         with quiet_hf():
             lm.save_pretrained(out / "lm")
             tokenizer.save_pretrained(out / "lm")
+        make_readable(out / "lm")  # save_pretrained writes 0600 weights
         info = {
             "hash": key,
             "config": cfg.lm.model_dump(mode="json"),

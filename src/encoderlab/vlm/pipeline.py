@@ -21,7 +21,7 @@ from encoderlab.progress import console
 from encoderlab.train.distributed import DistInfo, barrier, init_distributed
 from encoderlab.train.pretrain import load_encoder
 from encoderlab.train.trainer import Trainer
-from encoderlab.vlm.checkpoint import VLM_JSON, save_vlm
+from encoderlab.vlm.checkpoint import VLM_JSON, save_vlm, verify_vlm
 from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.data import (
     ConversationFn,
@@ -45,6 +45,10 @@ __all__ = ["train_stages", "train_vlm"]
 def _finished(out: Path, cfg: VLMConfig, encoder_dirs: list[Path]) -> dict[str, Any] | None:
     path = out / VLM_JSON
     if not path.is_file():
+        return None
+    damage = verify_vlm(out)
+    if damage is not None:  # retrain: the stages resume from their own intact checkpoints
+        console.print(f"warning: {out}: damaged VLM checkpoint ({damage}); rebuilding it")
         return None
     record = json.loads(path.read_text())
     same = record.get("config") == cfg.model_dump(mode="json") and [
