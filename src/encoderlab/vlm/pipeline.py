@@ -17,6 +17,7 @@ from torch import nn
 
 from encoderlab.errors import ConfigError
 from encoderlab.files import write_json
+from encoderlab.precision import precision_record
 from encoderlab.progress import console
 from encoderlab.train.distributed import DistInfo, barrier, init_distributed
 from encoderlab.train.pretrain import load_encoder
@@ -125,6 +126,7 @@ def train_stages(
             "steps": stage_cfg.train.total_steps,
             "final": last,
             "seconds": time.perf_counter() - t0,
+            "precision": precision_record(stage_cfg.train.precision, dist.device),
         }
     return stages
 
