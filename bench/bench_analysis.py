@@ -3,15 +3,13 @@
 Usage: ``python bench/bench_analysis.py [--scenes 2000] [--encoders 4] [--out DIR]``.
 Runs the whole analysis twice on the same cache directory: cold (render + embed everything)
 and warm (embeddings and probe results from the disk cache). Prints one row per stage; the
-target is <= 120 s cold for 4 encoders x 2,000 scenes on the 2-core dev machine. Numbers of
-fresh encoders mean nothing scientifically; only the timings matter.
+target is <= 120 s cold for 4 encoders x 2,000 scenes on a 2-core CPU. Numbers of fresh
+encoders mean nothing scientifically; only the timings matter.
 
-Budget note: 2,000 scenes give ~17,000 images per encoder (~72,000 forward passes for 4
-encoders plus CKA: ~27 TFLOP with the 0.36-GFLOP dim-192 / 6-block ViT, ~8 TFLOP with the
-0.11-GFLOP `mini` one). With tiny that fits 120 s only with native bf16 (AVX-512-BF16/AMX, or
-a GPU); on an AVX2-only CPU inference runs in fp32 (see ``resolve_precision``) and the
-embedding alone is bounded by the fp32 matmul rate. The mini ViT's analysis stage took 124 s
-there in fp32.
+Peer: the 120 s target (no library runs this analysis). 2,000 scenes give ~17,000 images per
+encoder (~27 TFLOP for 4 tiny ViTs plus CKA), so the embedding is bounded by the CPU's matmul
+rate: fp32 unless the CPU has native bf16 (``resolve_precision``). Measured figures and the
+machine they came from: docs/performance.md.
 """
 
 from __future__ import annotations
@@ -34,7 +32,9 @@ NAMES = ("clip", "siglip", "clip-text", "dino", "enc4", "enc5")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--scenes", type=int, default=2000)
     parser.add_argument("--encoders", type=int, default=4, choices=range(1, len(NAMES) + 1))
     parser.add_argument("--batch-size", type=int, default=256)
@@ -68,6 +68,7 @@ def main() -> None:
         f"{images} images per encoder, precision {precision}, {torch.get_num_threads()} threads"
     )
     stages = list(dict.fromkeys(s for _, timing in runs.values() for s in timing))
+    print("peer: the 120 s target for 4 tiny encoders x 2,000 scenes (no library runs this analysis)")
     print(f"{'stage':<20} {'cold s':>8} {'warm s':>8}")
     for stage in stages:
         cold, warm = (runs[k][1].get(stage, float("nan")) for k in ("cold", "warm"))

@@ -7,9 +7,9 @@ our trainer (real shards, real data loading) for each objective; OpenCLIP's trai
 (`python -m open_clip_train.main --dataset-type synthetic`) on the identical CLIP model config
 (built from the preset: its ViT size, patch and image size, the clip objective's text tower and
 embed size; the preset's batch size, amp_bf16 where bf16 is native else fp32, no loader
-workers). OpenCLIP and our clip run ``--repeats`` times, alternately, and the headline ratio is
-the median of the pairs' ratios (single pairs drifted between 1.09x and 1.25x across runs
-here). Prints pairs/s, the ratio to OpenCLIP and the FLOP utilisation (model FLOPs per sample,
+workers). Peer: OpenCLIP's trainer. OpenCLIP and our clip run ``--repeats`` times, alternately,
+and the headline ratio is the median of the pairs' ratios (single pairs drift on a shared
+machine). Prints pairs/s, the ratio to OpenCLIP and the FLOP utilisation (model FLOPs per sample,
 counted with torch's FlopCounterMode, times samples/s, over the measured matmul rate).
 
 Our trainer keeps freed host memory in the process (``encoderlab.train.host_memory``); a
@@ -185,7 +185,9 @@ def openclip(steps: int, preset: dict, out: Path, env: dict[str, str] | None = N
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--data", type=Path, default=Path("runs/tiny/data/shards/train"))
     parser.add_argument("--objectives", default=",".join(OBJECTIVES))

@@ -3,6 +3,8 @@
 Writes N 64x64 samples (default 50,000) with a cheap synthetic ``sample_fn`` and, when the
 SynthWorld renderer is importable, with the real one; then reads one epoch back through a
 2-worker DataLoader, and times a cold index scan. Heavy on the cores: run it once or twice.
+Peer: webdataset's own streaming loader (``wds.WebLoader``, the same shards, 2 workers, images
+decoded to tensors), which reads in shard order; ours reads by offset in an exact global shuffle.
 
     .venv/bin/python bench/bench_shards.py [--num 50000] [--shard-size 1000] [--workers 2]
 """
@@ -68,8 +70,25 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float, float]:
     return out, time.perf_counter() - t0, cpu_seconds() - c0
 
 
+def webdataset_epoch(data: Path, batch_size: int) -> int:
+    """One epoch through webdataset's streaming loader (the peer); returns samples read."""
+    import webdataset as wds
+
+    urls = sorted(str(p) for p in data.glob("*.tar"))
+    dataset = (
+        wds.WebDataset(urls, shardshuffle=False, empty_check=False)
+        .decode("torchrgb")
+        .to_tuple("png", "txt")
+        .batched(batch_size)
+    )
+    loader = wds.WebLoader(dataset, batch_size=None, num_workers=2)
+    return sum(len(images) for images, _ in loader)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--num", type=int, default=50_000)
     parser.add_argument("--shard-size", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
@@ -106,6 +125,9 @@ def main() -> None:
         n, secs, _ = timed(lambda: sum(len(b) for b in loader))  # worker CPU not reaped yet
         assert n == args.num, (n, args.num)
         rows.append(("read 1 epoch, 2 workers", n / secs, secs * 50_000 / n, float("nan"), 0.0))
+        n, secs, _ = timed(lambda: webdataset_epoch(data, args.batch_size))
+        assert n == args.num, (n, args.num)
+        rows.append(("peer: webdataset, 2 workers", n / secs, secs * 50_000 / n, float("nan"), 0.0))
 
     print(f"\n{'step':<26}{'samples/s':>11}{'s per 50k':>11}{'CPU ms/sample':>15}{'MB':>8}")
     for step, rate, per50k, cpu, mb in rows:

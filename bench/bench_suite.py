@@ -5,7 +5,8 @@ the suite (20 benchmarks x ITEMS) into a fresh cache with 2 processes, then scor
 (1) a free fake model (the harness's own overhead: decoding, prompts, caching, bootstrap) and
 (2) a random-init VLM of the tiny preset's size (encoderlab.vlm pieces: tiny ViT, BPE tokenizer,
 4-layer Llama), then re-runs (2) to show the prediction cache. Times are extrapolated linearly
-to the acceptance size (20 x 200 items; target <= 180 s per VLM): inference is batched within a
+to the acceptance size (20 x 200 items; target <= 180 s per VLM). Peer: the fake model, i.e.
+the harness's own overhead, and the target. Inference is batched within a
 benchmark, so with full batches cost is proportional to the number of items. For a faithful
 extrapolation keep ITEMS at 200 and run a subset, e.g. ``--items 200 --suite
 count,table,read_word``; short runs keep the shared 2 cores free.
@@ -64,7 +65,9 @@ def random_init_vlm(world: WorldConfig):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--items", type=int, default=50, help="items per benchmark")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--no-vlm", action="store_true", help="skip the random-init VLM")
@@ -98,6 +101,7 @@ def main() -> None:
     threads = torch.get_num_threads()
     print(f"\n{n_items} items ({args.items} x {len(benches)} benchmarks), batch "
           f"{args.batch_size}, torch threads {threads}, load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print("peer: a free fake model (the harness's own overhead); target <= 180 s per VLM at 20x200")
     print(f"{'step':<36} {'wall s':>7} {'cpu s':>7} {'items/s':>8} {'@20x200 wall':>13} "
           f"{'@20x200 cpu/threads':>20}")  # fmt: skip
     for name, wall, cpu in rows:

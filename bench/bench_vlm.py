@@ -1,8 +1,8 @@
 """VLM training time: stage 0 once, then stages 1 + 2 for a "clip" and a "dino" VLM.
 
 Usage: ``python bench/bench_vlm.py [--preset tiny] [--out bench/out/vlm] [--data DIR]``.
-Targets on the 2-core dev machine (tiny preset): stage 0 <= 3 min, each VLM (stages 1 + 2,
-feature cache included) <= 5 min, aiming at ~1.5 min so a 5-VLM study fits in 20 min.
+Peer: the budgets, on a 2-core CPU (tiny preset): stage 0 <= 3 min, each VLM (stages 1 + 2,
+feature cache included) <= 5 min. Measured figures: docs/performance.md.
 
 With ``--runs``, the VLMs read trained encoder runs; otherwise the encoders are random-init tiny ViTs (64 px, patch 8:
 64 image tokens) saved in a pretraining run's layout; "clip" and "dino" differ only by init
@@ -39,7 +39,9 @@ def timed(fn, *args, **kw):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--out", type=Path, default=Path("bench/out/vlm"))
     parser.add_argument("--data", type=Path, default=None, help="existing data set (else made)")
@@ -92,7 +94,8 @@ def main() -> None:
         rows.append((f"VLM {name} (stages 1+2)", steps, wall, cpu, losses, check))
         (out / "bench.json").write_text(json.dumps({"wall_s": wall, "cpu_s": cpu, **sanity}))
 
-    print(f"\n{'run':<26} {'steps':>6} {'wall s':>8} {'cpu s':>8}  {'final loss s1 / s2':<20} "
+    print("\npeer: the budgets (stage 0 <= 180 s once per study; stages 1 + 2 <= 300 s per VLM)")
+    print(f"{'run':<26} {'steps':>6} {'wall s':>8} {'cpu s':>8}  {'final loss s1 / s2':<20} "
           f"{'acc real vs blank: letter (cloze)'}")  # fmt: skip
     for name, steps, wall, cpu, losses, check in rows:
         print(f"{name:<26} {steps:>6} {wall:>8.1f} {cpu:>8.1f}  {losses:<20} {check}")

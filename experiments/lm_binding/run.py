@@ -1,12 +1,12 @@
 """Can the embedded LM answer with an option's LETTER when the answer is in its context?
 
-    .venv/bin/python bench/lm_binding.py [--data runs/tiny/data/shards] [--types style]
+    .venv/bin/python experiments/lm_binding/run.py [--data runs/tiny/data/shards] [--types style]
         [--steps 1500] [--mc-fraction 0.5]
 
 A text-only diagnostic of multiple-choice symbol binding (Robinson et al., ICLR 2023): a fresh
 LM of the tiny recipe's size (``VLMConfig().lm``; the shared trainer, stage 0's optimiser
 settings) is trained on conversations whose picture slot holds a COMPLETE description of the
-scene (every factor in words, ``lm_context.full_description``), so each answer can be read from
+scene (every factor in words, ``vlm.context.full_description``), so each answer can be read from
 the context. Turns ask the given question types, multiple choice with probability
 ``--mc-fraction``, else for the short answer. Held-out (val) questions are then scored two ways,
 with the scene's own description in the slot and with another scene's: by option letter after
@@ -30,13 +30,13 @@ from encoderlab.evaluate.stats import paired_difference
 from encoderlab.suite.questions import LETTERS, generate
 from encoderlab.train.trainer import Trainer
 from encoderlab.vlm.config import VLMConfig
+from encoderlab.vlm.context import full_description
 from encoderlab.vlm.data import ExampleDataset, PadCollate, conversation_rng, read_world
 from encoderlab.vlm.generate import left_pad, score_continuations, score_next_token
 from encoderlab.vlm.lm import build_lm
 from encoderlab.vlm.tasks import LMTask
 from encoderlab.vlm.template import Template, user_text
 from encoderlab.vlm.tokenizer import train_tokenizer
-from lm_context import full_description
 
 
 def conversation(meta: dict, index: int, types: list[str], mc_fraction: float, stage: int):

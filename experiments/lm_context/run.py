@@ -1,7 +1,7 @@
 """Does the stage-0 LM read its picture slot? A diagnostic of why tiny VLMs ignore their image.
 
-    .venv/bin/python bench/lm_context.py runs/tiny/lm/lm-<hash>          # a study's cached LM
-    .venv/bin/python bench/lm_context.py --train [--samples 6000] [--describe] [--full]
+    .venv/bin/python experiments/lm_context/run.py runs/tiny/lm/lm-<hash>   # a study's cached LM
+    .venv/bin/python experiments/lm_context/run.py --train [--samples 6000] [--describe] [--full]
 
 Stage 0 trains the embedded LM on conversations whose picture slot holds the sample's caption
 (``vlm/lm.py``). If the LM learned to read that slot, its loss on the answers is lower with
@@ -9,7 +9,7 @@ the sample's own caption than with another sample's. The same check with a "Desc
 briefly." turn (answer: the slot's text, a verbatim copy) shows whether it can copy from the
 slot at all. ``--train`` builds a fresh LM with the study's stage-0 recipe (optionally with more
 samples, a describe turn in every conversation, or complete scene descriptions in place of the
-alt-text captions) under ``bench/out/lm_context`` and checks that one. Prints held-out (val)
+alt-text captions) under ``runs/experiments/lm_context`` and checks that one. Prints held-out (val)
 losses in nats per answer token, own vs other picture text (``encoderlab.vlm.context``, what the
 study's lm stage writes to ``lm/context.json``); a gap near 0 = the slot is ignored.
 """
@@ -18,34 +18,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from encoderlab.suite.questions import training_conversation
 from encoderlab.vlm.config import VLMConfig
-from encoderlab.vlm.context import DESCRIBE, context_check
+from encoderlab.vlm.context import DESCRIBE, context_check, full_description
 from encoderlab.vlm.data import read_world
 from encoderlab.vlm.lm import load_lm, pretrain_lm
-
-
-def full_description(meta: dict[str, Any]) -> str | None:
-    """Every factor of an object scene in words (None for documents and charts)."""
-    if meta["kind"] != "objects":
-        return None
-    parts = []
-    for o in meta["objects"]:
-        x, y = o["position"]
-        row = "top" if y < 0.4 else "bottom" if y > 0.6 else "middle"
-        col = "left" if x < 0.4 else "right" if x > 0.6 else "centre"
-        parts.append(
-            f"a {o['size']} {o['colour']} {o['texture']} {o['category']} "
-            f"in {o['style']} style at the {row} {col}"
-        )
-    text = f"{len(meta['objects'])} objects: " + ", ".join(parts)
-    if meta.get("text"):
-        text += f'; the text "{meta["text"]["content"]}" in {meta["text"]["colour"]}'
-    return text + f"; {meta['background']['style']} background"
 
 
 def main() -> None:
@@ -81,7 +61,7 @@ def main() -> None:
             return [(DESCRIBE, slot[meta["index"]]), *turns] if turns else turns
 
         fn = with_describe if args.describe else None
-        root = pretrain_lm(cfg, world, Path("bench/out/lm_context"), conversation_fn=fn)
+        root = pretrain_lm(cfg, world, Path("runs/experiments/lm_context"), conversation_fn=fn)
     else:
         root = args.lm
     lm, tokenizer = load_lm(root / "lm")

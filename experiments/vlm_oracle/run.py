@@ -1,7 +1,7 @@
 """Can the VLM recipe use PERFECT image features? The study's ``vlm/oracle`` check, per question
 type and with short answers too: a diagnostic that separates the encoder from the recipe.
 
-    .venv/bin/python bench/vlm_oracle.py --data runs/tiny/data/shards --lm-cache runs/tiny/lm \
+    .venv/bin/python experiments/vlm_oracle/run.py --data runs/tiny/data/shards --lm-cache runs/tiny/lm \
         [--preset tiny] [--stage2-samples 8192] [--mc-fraction 0] [--heldout 400]
 
 Every training and held-out image is replaced by ground-truth tokens from its scene metadata
