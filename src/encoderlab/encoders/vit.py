@@ -36,10 +36,9 @@ __all__ = [
 # name -> (embed_dim, depth, num_heads); anything else must be a timm ViT name.
 NAMED_SIZES: dict[str, tuple[int, int, int]] = {
     "micro": (64, 2, 2),  # tests and smoke runs
-    # A third of tiny's FLOPs, and as good per step with labels (bench/bench_stem.py: 27.6% vs
-    # tiny's 24.7%, an earlier run, at 400 steps; 81.6% at 1,200 steps in tiny's 400-step
-    # time). Not the preset's: the self-supervised objectives gain less from it (README: "a
-    # smaller ViT for the same time?").
+    # A third of tiny's FLOPs for as much learning per labelled step; not the tiny preset's,
+    # because at equal samples its self-supervised encoders learn less (docs/results.md,
+    # experiments/mini-400 and mini-1200).
     "mini": (128, 4, 4),
     "tiny": (192, 6, 3),  # the CPU preset (64 px, patch 8: 64 patch tokens + CLS)
     "small": (384, 12, 6),

@@ -23,7 +23,7 @@ FUSED = "fused"
 
 
 class StudyConfig(StrictModel):
-    """Everything a study runs; the README's main command uses the ``tiny`` preset."""
+    """Everything a study runs (``make study`` runs the ``tiny`` preset)."""
 
     name: str = "study"
     data_path: Path | None = Field(

@@ -3,12 +3,10 @@
 ``VLMConfig()`` is the ``tiny`` preset; ``VLMConfig.smoke()`` runs the whole pipeline in
 seconds. A study preset may override either with a ``vlm:`` section (``load_vlm_config``).
 
-Tiny, measured on the idle 2-core dev CPU (``bench/bench_vlm.py``): stage 0 in 76 s once per
-study, fp32 (bf16 matmuls run an order of magnitude slower than fp32 on this AVX2-only CPU).
 Batches are small (8) because at this scale the number of optimizer steps, not of samples,
 decides when the LM starts to read the image tokens. Two choices follow from the oracle VLM
-(``bench/vlm_oracle.py``, README): the tiny LM cannot answer with an option's letter
-(``bench/lm_binding.py``), so its turns ask for the short answer wherever one exists
+(docs/lab-notes.md): the tiny LM cannot answer with an option's letter
+(``experiments/lm_binding``), so its turns ask for the short answer wherever one exists
 (``mc_fraction`` 0; LLaVA-1.5's mix is the paper preset's); and stage 2 runs 1,024 steps, the
 fewest at which the oracle VLM reads its image (with 256 it does not).
 """

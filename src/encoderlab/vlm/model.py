@@ -148,7 +148,7 @@ def option_loglik(
 
     This is lm-evaluation-harness's multiple-choice ``acc`` and OLMES's cloze formulation
     (Gu et al. 2024), the standard for LMs that cannot do multiple-choice symbol binding
-    (answering with an option's letter), as the embedded tiny LM cannot (README).
+    (answering with an option's letter), as the embedded tiny LM cannot (docs/lab-notes.md).
     ``features[i]`` is item i's image; every option of an item sees the same image.
     """
     if len(prompts) != len(options) or len(prompts) != len(features):

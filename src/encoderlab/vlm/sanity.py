@@ -4,7 +4,7 @@ Questions come from the VQA suite's generators on a held-out split (``val``), on
 A VLM that learned to use its encoder must beat the blank-image baseline, which measures what
 the language model guesses from the question and options alone. Scored two ways: by option
 letter and by cloze (the option's text as the answer), because a small LM may read its image yet
-be unable to answer with a letter (README: multiple-choice symbol binding); the study reads the
+be unable to answer with a letter (multiple-choice symbol binding); the study reads the
 one its suite scores by.
 """
 

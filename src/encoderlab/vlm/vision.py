@@ -39,9 +39,8 @@ def feature_stats(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def standardize(features: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
     """Features with the image-independent part (what every image puts at a token position:
     mostly the position embedding carried up the residual stream) removed and every channel at
-    unit scale. Measured on the mini encoders' penultimate patch tokens (README), that part is
-    85% of DINO's squared feature norm and a third of CLIP's, and a VLM trained on DINO's raw
-    tokens learns to ignore them."""
+    unit scale. That part can dominate a token (most of it for a small DINO), and a VLM
+    trained on such raw tokens learns to ignore them (docs/lab-notes.md)."""
     return (features - mean.to(features.device)) / std.to(features.device)
 
 
