@@ -55,8 +55,10 @@ def test_rerun_trains_nothing_and_a_changed_knob_reruns_only_downstream(
     again = Study(load_study("smoke"), out, progress=False)
     assert {s.name: state for s, state in again.plan()} == {s.name: "done" for s in again.stages}
     changed = _plan_after(lambda p: p.setdefault("control", {}).update(max_iter=7), out, tmp_path)
-    # the control check and what reads it (the report) rerun; nothing upstream or beside it
+    # the control check and what reads it (the matched analysis, the report) rerun; nothing
+    # upstream or beside it
     assert changed.pop("control") == "stale"
+    assert changed.pop("matched") == "stale"
     assert changed.pop("report") == "stale"
     assert set(changed.values()) == {"done"}
 
@@ -80,7 +82,8 @@ def test_an_objective_knob_reruns_only_that_objective_and_its_dependants(
     out, _ = smoke_study
     changed = _plan_after(lambda p: p["objective"]["dino"].update(teacher_temp=0.02), out, tmp_path)
     stale = sorted(name for name, state in changed.items() if state != "done")
-    dependants = ["control", "analysis", "vlm/dino", "vlm/fused", "suite/dino", "suite/fused"]
+    dependants = ["control", "analysis", "matched", "vlm/dino", "vlm/fused", "suite/dino"]
+    dependants.append("suite/fused")
     assert stale == sorted(["pretrain/dino", *dependants, "report"])
 
 

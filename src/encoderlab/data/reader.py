@@ -37,6 +37,7 @@ from encoderlab.errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_REFILL",
     "Batch",
     "Blob",
     "EpochSampler",
@@ -56,6 +57,7 @@ IMAGE_EXTENSIONS = ("jpg", "jpeg", "png", "webp")  # preference order if a key h
 INDEX_VERSION = 1
 INDEX_SUFFIX = ".idx.json"
 MAX_OPEN_FILES = 64  # per process; shard sets can have thousands of shards
+MAX_REFILL = 64  # a refilling SampleDataset tries this many substitutes for a bad sample
 Source = str | Path | Sequence[str | Path]
 
 
@@ -320,10 +322,24 @@ class SampleDataset(Dataset):
     An item is a dict with ``image`` (``uint8 [3,H,W]`` RGB; with ``image_size`` resized like
     CLIP/timm eval: centre crop to the aspect ratio, then bicubic resize), ``text``, ``meta``,
     ``key``, ``index``; or ``{"index": i, "skip": SkipRecord}`` if it cannot be decoded.
+
+    With ``refill=True`` (training) an undecodable sample is replaced by the next readable one
+    (``i+1, i+2, ...`` modulo the data set, at most ``MAX_REFILL`` tries), its skip records in
+    the item's ``refilled``: every batch keeps its size, as webdataset's and OpenCLIP's
+    streaming loaders keep theirs by drawing the next sample of the stream. Ranks under DDP
+    must hold equal batches (CLIP gathers features rank by rank, DINO's centre divides by the
+    global count), and the substitute depends on the index only, so the global batch is the
+    same for any world size.
     """
 
-    def __init__(self, refs: list[SampleRef], image_size: int | tuple[int, int] | None = None):
+    def __init__(
+        self,
+        refs: list[SampleRef],
+        image_size: int | tuple[int, int] | None = None,
+        refill: bool = False,
+    ):
         self.refs = refs
+        self.refill = refill
         if isinstance(image_size, int):
             image_size = (image_size, image_size)
         self.image_size = image_size  # (height, width)
@@ -345,6 +361,18 @@ class SampleDataset(Dataset):
         return self._files.read(value) if isinstance(value, Blob) else value
 
     def __getitem__(self, index: int) -> dict[str, Any]:
+        item = self._decode(index)
+        if not self.refill or "skip" not in item:
+            return item
+        refilled = [item["skip"]]
+        for k in range(1, min(MAX_REFILL, len(self.refs))):
+            item = self._decode((index + k) % len(self.refs))
+            if "skip" not in item:
+                return {**item, "refilled": refilled}
+            refilled.append(item["skip"])
+        return {"index": index, "skip": refilled[0], "refilled": refilled[1:]}
+
+    def _decode(self, index: int) -> dict[str, Any]:
         ref = self.refs[index]
         try:
             data = self._payload(ref.image)
@@ -400,6 +428,7 @@ def collate(items: list[dict[str, Any]]) -> Batch:
     """Stack images into one ``uint8`` tensor; drop undecodable items, keeping their records."""
     good = [it for it in items if "skip" not in it]
     skipped = [it["skip"] for it in items if "skip" in it]
+    skipped += [r for it in items for r in it.get("refilled", ())]  # replaced (SampleDataset)
     first_of_shape = {}
     for it in good:
         first_of_shape.setdefault(tuple(it["image"].shape[1:]), it["key"])

@@ -8,7 +8,7 @@ from encoderlab.report.findings import VIEW_TITLES, all_findings
 from encoderlab.report.html import render_html
 from encoderlab.report.load import StudyResults, load_study_results
 from encoderlab.report.markdown import render_markdown
-from encoderlab.report.plots import plot_control, plot_losses, plot_vlm_categories
+from encoderlab.report.plots import plot_control, plot_curves, plot_losses, plot_vlm_categories
 from encoderlab.report.replicates import load_replicates, pool
 from encoderlab.report.sections import build_document
 
@@ -20,6 +20,8 @@ def _figures(res: StudyResults, out: Path) -> dict[str, Path]:
     figures: dict[str, Path] = {}
     if res.control is not None and res.control.get("encoders"):
         figures["control"] = plot_control(res.control, out / "control.png")
+    if res.curves is not None and res.curves.get("encoders"):
+        figures["curves"] = plot_curves(res.curves, out / "curves.png")
     if res.losses:
         figures["losses"] = plot_losses(res.losses, out / "losses.png")
     for view, title in VIEW_TITLES.items():

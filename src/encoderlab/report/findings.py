@@ -11,8 +11,11 @@ control check when ``control.json`` has no paired CI, which the finding says):
 - not run: a stage the claim needs has not produced its numbers.
 
 A claim is also "not resolved" when its premise fails, whatever its interval says: matched
-classification means nothing if an encoder barely beats chance (``MIN_TIMES_CHANCE``), and a
-VLM comparison means nothing if a VLM answers no better with its image than with a blank one.
+classification means nothing if the control is not powered (an encoder short of the
+chance-corrected accuracy bar of ``evaluate.power``, whose thresholds ``control.json``
+records), and a VLM comparison means nothing if a VLM answers no better with its image than
+with a blank one. The embedding findings keep their verdicts when the control is not powered,
+with a note: the accuracy-matched comparison (``accuracy_matched_findings``) is the check.
 """
 
 from __future__ import annotations
@@ -21,13 +24,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from encoderlab.evaluate.power import POWER_KNN, POWER_LINEAR, power_check, power_note
+
 __all__ = [
     "LOW_LEVEL_FACTORS",
     "SEMANTIC_FACTORS",
     "VIEW_TITLES",
     "Finding",
     "Number",
+    "accuracy_matched_findings",
     "all_findings",
+    "control_power",
     "matched_classification",
     "no_gain",
     "ocr_advantage",
@@ -36,10 +43,6 @@ __all__ = [
 ]
 
 Verdict = Literal["supported", "contradicted", "not resolved", "not run"]
-
-# An encoder whose linear-probe category accuracy is below this multiple of chance has not
-# learned the categories: "CLIP and DINO are matched" would then be a statement about noise.
-MIN_TIMES_CHANCE = 2.0
 
 SEMANTIC_FACTORS = ("category", "text")  # the paper: CLIP is more sensitive to these
 LOW_LEVEL_FACTORS = ("colour", "style")  # ... and DINO to these
@@ -97,7 +100,8 @@ def _has_ci(d: Mapping[str, Any] | None) -> bool:
 def matched_classification(control: Mapping[str, Any] | None) -> Finding:
     """CLIP and DINO reach the same linear-probe category accuracy, within the study's
     tolerance. With a paired CI: supported when it lies inside +-tolerance, contradicted when
-    it lies entirely outside, else not resolved."""
+    it lies entirely outside, else not resolved. Not resolved, whatever the CI, when the
+    control is not powered (``control_power``); the note then gives the figures."""
     topic = "Control"
     if control is None or "clip_minus_dino_linear_points" not in control:
         missing = "control.json" if control is None else "a clip and a dino encoder in control.json"
@@ -108,16 +112,23 @@ def matched_classification(control: Mapping[str, Any] | None) -> Finding:
         f"CLIP and DINO classify the world's objects equally well: linear-probe category "
         f"accuracy within ±{tol:g} points."
     )
-    weak = _below_chance_floor(control)
+    power = control_power(control)
+    weak = power_note(power) if power else ""
     paired = (control.get("paired") or {}).get("clip_minus_dino")
-    if weak and _has_ci(paired):
-        value, low, high = (float(paired[k]) for k in ("value", "low", "high"))
+    if weak:
+        th = power["thresholds"]  # type: ignore[index]
         rule = (
-            f"needs both encoders at {MIN_TIMES_CHANCE:g}x chance or more; then supported if "
-            f"the paired-bootstrap CI of CLIP − DINO lies within ±{tol:g} points"
+            f"needs every encoder's category accuracy at least {th['linear']:.2f} (linear "
+            f"probe) and {th['knn']:.2f} (kNN) of the way from chance to 100%; then supported "
+            f"if the paired-bootstrap CI of CLIP − DINO lies within ±{tol:g} points"
         )
-        number = Number("CLIP − DINO linear probe", value, low, high, "points")
-        return Finding(topic, claim, "not resolved", rule, (number,), f"vacuous: {weak}")
+        if _has_ci(paired):
+            value, low, high = (float(paired[k]) for k in ("value", "low", "high"))
+            number = Number("CLIP − DINO linear probe", value, low, high, "points")
+        else:
+            value = float(control["clip_minus_dino_linear_points"])
+            number = Number("CLIP − DINO linear probe", value, unit="points")
+        return Finding(topic, claim, "not resolved", rule, (number,), weak)
     if _has_ci(paired):
         value, low, high = (float(paired[k]) for k in ("value", "low", "high"))
         inside = -tol <= low and high <= tol
@@ -136,17 +147,15 @@ def matched_classification(control: Mapping[str, Any] | None) -> Finding:
     return Finding(topic, claim, verdict, rule, (number,), "point estimate only: no paired CI")
 
 
-def _below_chance_floor(control: Mapping[str, Any]) -> str:
-    """Why the control is vacuous (an encoder under ``MIN_TIMES_CHANCE`` x chance), or ''."""
-    found, chance = [], None
-    for name in ("clip", "dino"):
-        cat = ((control.get("encoders") or {}).get(name) or {}).get("category") or {}
-        linear, chance = cat.get("linear"), cat.get("chance") or chance
-        if linear is not None and chance and linear < MIN_TIMES_CHANCE * chance:
-            found.append(f"{name} {100 * linear:.1f}%")
-    if not found:
-        return ""
-    return f"{', '.join(found)} against chance {100 * chance:.1f}% (below {MIN_TIMES_CHANCE:g}x)"
+def control_power(control: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """``evaluate.power.power_check`` on the control's (possibly pooled) accuracies, with the
+    thresholds ``control.json`` records (the defaults for a file written before it did)."""
+    if not control or not control.get("encoders"):
+        return None
+    th = (control.get("power") or {}).get("thresholds") or {}
+    return power_check(
+        control["encoders"], th.get("linear", POWER_LINEAR), th.get("knn", POWER_KNN)
+    )
 
 
 # -- embeddings ----------------------------------------------------------------------------
@@ -196,6 +205,38 @@ def sensitivity_findings(analysis: Mapping[str, Any] | None) -> list[Finding]:
         number = Number(f"CLIP − DINO ({factor})", d["value"], d["low"], d["high"], digits=3)
         out.append(Finding("Embeddings", claim, verdict, rule, (number,)))
     return out
+
+
+def accuracy_matched_findings(matched: Mapping[str, Any] | None) -> list[Finding]:
+    """The embedding claims judged on the accuracy-matched checkpoints (``matched.json``:
+    the CLIP vs DINO sensitivity on each one's checkpoint closest to the weakest objective's
+    final linear probe), by ``sensitivity_findings``' rules; topic and note say so. [] when
+    that analysis has nothing to show (not run, or skipped: its ``skipped`` says why)."""
+    if not matched or "sensitivity" not in matched:
+        return []
+    info = matched.get("matched") or {}
+    chosen = info.get("encoders") or {}
+    where = ", ".join(
+        f"{n} at step {chosen[n]['step']} (linear probe {100 * chosen[n]['linear']:.1f}%)"
+        for n in matched.get("compared", [])
+        if n in chosen
+    )
+    scenes = (matched.get("sensitivity") or {}).get("scenes")
+    note = (
+        f"accuracy-matched: {where}; target: {info.get('weakest')}'s final "
+        f"{100 * info.get('target', float('nan')):.1f}%; {scenes} scenes"
+    )
+    return [
+        Finding(
+            "Embeddings, accuracy-matched",
+            f.claim,
+            f.verdict,
+            f.rule,
+            f.numbers,
+            f"{note}; {f.note}" if f.note else note,
+        )
+        for f in sensitivity_findings(matched)
+    ]
 
 
 # -- VLM -----------------------------------------------------------------------------------
@@ -341,6 +382,16 @@ def blind_vlms(
     return note
 
 
+def _noted(finding: Finding, note: str) -> Finding:
+    """``finding`` with ``note`` added (verdict unchanged; not to a claim that did not run)."""
+    if not note or finding.verdict == "not run":
+        return finding
+    both = f"{note}; {finding.note}" if finding.note else note
+    return Finding(
+        finding.topic, finding.claim, finding.verdict, finding.rule, finding.numbers, both
+    )
+
+
 def _premise(finding: Finding, why: str) -> Finding:
     if not why or finding.verdict == "not run":
         return finding
@@ -367,9 +418,16 @@ def all_findings(
     def blind(names: tuple[str, ...]) -> str:
         return blind_vlms(sanity, names, lm_context, oracle)
 
+    power = control_power(control)
+    weak = (
+        "compute-matched encoders short of the control's power bar (see Control); the "
+        "accuracy-matched comparison is under Learning curves"
+        if power is not None and not power["powered"]
+        else ""
+    )
     return [
         matched_classification(control),
-        *sensitivity_findings(analysis),
+        *(_noted(f, weak) for f in sensitivity_findings(analysis)),
         _premise(ocr_advantage(vs_clip.get("dino")), blind(("clip", "dino"))),
         _premise(vision_centric(vs_clip.get("dino")), blind(("clip", "dino"))),
         *(_premise(no_gain(v, vs_clip.get(v)), blind(("clip", v))) for v in VARIANT_WORDS),

@@ -1,6 +1,8 @@
 """Read whatever a study directory holds; anything missing is "not run", never an error.
 
-Layout (written by the study stages): ``control/control.json``, ``analysis/analysis.json`` (+
+Layout (written by the study stages): ``control/control.json`` (+ ``curves.json``, the
+learning curves), ``matched/matched.json`` (the accuracy-matched sensitivity),
+``analysis/analysis.json`` (+
 PNGs), ``suite/<vlm>/results.json`` (+ ``per_item.csv``), ``pretrain/<objective>/metrics.jsonl``,
 ``vlm/<name>/sanity.json`` (real vs blank image), ``vlm/oracle/oracle.json`` (the recipe on
 ground-truth image tokens), ``lm/context.json`` (does the LM read its
@@ -26,7 +28,17 @@ __all__ = ["NAMES", "StudyResults", "load_study_results", "ordered"]
 # The study's encoders / VLMs in the order tables and plots show them (others follow, sorted).
 # The stages write JSON with sorted keys, so the files' own order is alphabetical.
 NAMES = ("clip", "siglip", "clip-pretrained-text", "dino", "fused")
-_STAGE_ORDER = ("data", "preview", "pretrain", "control", "analysis", "lm", "vlm", "suite")
+_STAGE_ORDER = (
+    "data",
+    "preview",
+    "pretrain",
+    "control",
+    "analysis",
+    "matched",
+    "lm",
+    "vlm",
+    "suite",
+)
 _CATEGORIES = {"vmc": VMC_CATEGORIES, "cambrian": CAMBRIAN_CATEGORIES}
 
 
@@ -56,6 +68,8 @@ class StudyResults:
     sanity: dict[str, dict[str, Any]] = field(default_factory=dict)  # VLM -> real vs blank
     lm_context: dict[str, Any] | None = None  # does the LM read its picture slot?
     oracle: dict[str, Any] | None = None  # does the recipe use ground-truth image tokens?
+    curves: dict[str, Any] | None = None  # the control at every snapshot (evaluate.curves)
+    matched: dict[str, Any] | None = None  # the accuracy-matched sensitivity analysis
 
     @property
     def preview(self) -> Path | None:
@@ -140,9 +154,13 @@ def load_study_results(study_dir: str | Path) -> StudyResults:
         stages=_stages(root),
         lm_context=_json(root / "lm" / "context.json"),  # vlm.context.CONTEXT_JSON
         oracle=_json(root / "vlm" / "oracle" / "oracle.json"),  # vlm.oracle.ORACLE_JSON
+        curves=_json(root / "control" / "curves.json"),  # evaluate.curves.CURVES_JSON
+        matched=_json(root / "matched" / "matched.json"),  # evaluate.curves.MATCHED_JSON
     )
     if res.control is not None and "encoders" in res.control:
         res.control["encoders"] = _reorder(res.control["encoders"])
+    if res.curves is not None and "encoders" in res.curves:
+        res.curves["encoders"] = _reorder(res.curves["encoders"])
     sens = (res.analysis or {}).get("sensitivity") or {}
     if "encoders" in sens:
         sens["encoders"] = _reorder(sens["encoders"])

@@ -69,16 +69,17 @@ def _control(controls: list[dict[str, Any] | None]) -> dict[str, Any] | None:
     paired = [((c or {}).get("paired") or {}).get("clip_minus_dino") for c in controls]
     if paired[0] is not None:
         base["paired"]["clip_minus_dino"] = _pool_fields(paired, ("value", "low", "high"))
-    # The chance floor reads each encoder's accuracy: the replicates' mean.
+    # The power rule reads each encoder's accuracies: the replicates' means.
     for name, targets in (base.get("encoders") or {}).items():
         for target, row in targets.items():
-            values = [
-                (((c or {}).get("encoders") or {}).get(name) or {}).get(target, {}).get("linear")
-                for c in controls
-            ]
-            values = [v for v in values if v is not None]
-            if values:
-                row["linear"] = sum(values) / len(values)
+            for key in ("linear", "knn"):
+                values = [
+                    (((c or {}).get("encoders") or {}).get(name) or {}).get(target, {}).get(key)
+                    for c in controls
+                ]
+                values = [v for v in values if v is not None]
+                if values:
+                    row[key] = sum(values) / len(values)
     return base
 
 

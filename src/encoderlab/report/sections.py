@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from encoderlab.evaluate.figures import pair_grid_name
+from encoderlab.evaluate.power import power_note
 from encoderlab.evaluate.sensitivity_table import is_highlight
 from encoderlab.report.document import (
     Block,
@@ -23,7 +24,12 @@ from encoderlab.report.document import (
     Table,
     Text,
 )
-from encoderlab.report.findings import VIEW_TITLES, Finding
+from encoderlab.report.findings import (
+    VIEW_TITLES,
+    Finding,
+    accuracy_matched_findings,
+    control_power,
+)
 from encoderlab.report.load import NAMES, StudyResults
 from encoderlab.report.plots import control_columns
 
@@ -33,6 +39,7 @@ SECTION_TITLES = {
     "findings": "Findings",
     "study": "Study status",
     "control": "Control: classification",
+    "curves": "Learning curves and the accuracy-matched comparison",
     "losses": "Pre-training loss",
     "sensitivity": "Embedding sensitivity",
     "pairs": "Mined pairs",
@@ -144,9 +151,122 @@ def control_section(res: StudyResults, figure: Path | None) -> Section:
                 f"±{control['max_gap_points']:g})."
             )
         )
+    power = control_power(control)
+    if power is not None:
+        th = power["thresholds"]
+        section.blocks.append(
+            Text(
+                f"Control powered: every encoder's category accuracy is at least "
+                f"{th['linear']:.2f} (linear probe) and {th['knn']:.2f} (kNN) of the way from "
+                "chance to 100%."
+                if power["powered"]
+                else power_note(power).replace("control not powered", "Control NOT powered", 1)
+                + "."
+            )
+        )
     if figure is not None:
         section.blocks.append(Figure(figure, "Control accuracies (dash: chance level)"))
     return section
+
+
+def _gain(curve: Mapping[str, Any]) -> str | Cell:
+    """The last interval's paired gain in points, bold when its CI excludes 0."""
+    g = curve.get("last_gain")
+    if not g or g.get("value") is None:
+        return "–"
+    ci = f"[{g['low']:+.1f}, {g['high']:+.1f}]"
+    return Cell(f"{g['value']:+.1f}", ci, strong=bool(g.get("significant")))
+
+
+def _trend(curve: Mapping[str, Any]) -> str:
+    g = curve.get("last_gain")
+    if not g or g.get("low") is None:
+        return "one point"
+    return "rising" if g["low"] > 0 else "falling" if g["high"] < 0 else "flat"
+
+
+def curves_section(res: StudyResults, figure: Path | None) -> Section:
+    """The control at every snapshot of every run, and the embedding claims at equal accuracy."""
+    section = Section("curves", SECTION_TITLES["curves"])
+    curves = res.curves
+    if not curves or not curves.get("encoders"):
+        section.blocks.append(_not_run("the learning curves", "control/curves.json"))
+        return section
+    section.blocks.append(
+        Text(
+            "The control check (category of one-object scenes; the same images and probes) at "
+            "every encoder snapshot each pretraining run kept: the shared initialisation (step "
+            "0), checkpoint steps, and the final encoder, whose point is the control table's. "
+            "Last interval: final minus the previous snapshot's linear probe, paired on the same "
+            f"{curves['n_test']} test images (bold: the CI excludes 0: still learning)."
+        )
+    )
+    if figure is not None:
+        section.blocks.append(Figure(figure, "Category accuracy vs samples seen"))
+    matched = (curves.get("matched") or {}).get("encoders") or {}
+    rows: list[list[str | Cell]] = []
+    for name, curve in curves["encoders"].items():
+        last = curve["points"][-1]
+        m = matched.get(name)
+        rows.append(
+            [
+                name,
+                str(len(curve["points"])),
+                _pct(last["linear"]),
+                _pct(last["knn"]),
+                _gain(curve),
+                _trend(curve),
+                "–" if m is None else f"{m['step']}" + (" (final)" if m["final"] else ""),
+                "–" if m is None else _pct(m["linear"]),
+            ]
+        )
+    header = [
+        "encoder",
+        "points",
+        "final linear",
+        "final kNN",
+        "last interval (points)",
+        "trend",
+        "matched step",
+        "matched linear",
+    ]
+    caption = "Accuracy (%); matched: the checkpoint closest to the weakest objective's final"
+    section.blocks.append(Table(header, rows, caption, label_columns=1))
+    section.blocks += _matched_blocks(res)
+    return section
+
+
+def _matched_blocks(res: StudyResults) -> list[Block]:
+    """The accuracy-matched comparison: which checkpoints, and the embedding claims there."""
+    info = (res.curves or {}).get("matched") or {}
+    if not info:
+        return []
+    blocks: list[Block] = [
+        Text(
+            f"Accuracy-matched comparison, beside the compute-matched one (every other section): "
+            f"the weakest objective, {info['weakest']}, ends at {_pct(info['target'])}% "
+            "(linear probe); each objective's checkpoint closest to that is ringed in the "
+            "figure and listed above."
+        )
+    ]
+    matched = res.matched
+    if matched is None:
+        blocks.append(_not_run("the accuracy-matched analysis", "matched/matched.json"))
+    elif "skipped" in matched:
+        blocks.append(Text(f"Accuracy-matched embedding claims: {matched['skipped']}.", muted=True))
+    else:
+        scenes = (matched.get("sensitivity") or {}).get("scenes")
+        full = ((res.analysis or {}).get("sensitivity") or {}).get("scenes")
+        against = f" (the compute-matched analysis: {full})" if full else ""
+        blocks.append(
+            Text(
+                "The embedding claims on those checkpoints (accuracy-matched; replicate 0), "
+                f"judged by the same rules as the Findings: {scenes} scenes{against}, fewer to "
+                "bound the cost of embedding extra checkpoints, so the intervals are wider."
+            )
+        )
+        blocks.append(Findings(accuracy_matched_findings(matched)))
+    return blocks
 
 
 def losses_section(res: StudyResults, figure: Path | None) -> Section:
@@ -360,6 +480,7 @@ def build_document(
             findings_section(findings, replicates),
             study_section(res),
             control_section(res, figures.get("control")),
+            curves_section(res, figures.get("curves")),
             losses_section(res, figures.get("losses")),
             sensitivity_section(res),
             pairs_section(res),

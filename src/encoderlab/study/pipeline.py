@@ -1,5 +1,6 @@
-"""The study pipeline: data -> pretrain per objective -> control -> analysis -> LM stage 0 ->
-VLM per encoder (and a fused one) -> VQA suite per VLM -> report.
+"""The study pipeline: data -> pretrain per objective -> control (and learning curves) ->
+analysis (and the accuracy-matched one) -> LM stage 0 -> VLM per encoder (and a fused one) ->
+VQA suite per VLM -> report.
 
 Stages form a fixed DAG. Each stage's key (its config plus the keys of its inputs) is known
 before anything runs, so a rerun skips every finished stage whose key is unchanged, a changed
@@ -77,7 +78,10 @@ class Study:
             for name, objectives in cfg.vlms.items()
         ]
         suites = [st.suite_stage(cfg, out, v.name.rsplit("/", 1)[1], v, root) for v in vlms]
-        return pretrain, [control, analysis], [*vlms, *suites]
+        checks = [control, analysis]
+        if not root:  # the accuracy-matched analysis: replicate 0's, as the report's tables
+            checks.append(st.matched_stage(cfg, out, data, control, pretrain))
+        return pretrain, checks, [*vlms, *suites]
 
     def plan(self) -> list[tuple[Stage, str]]:
         """Each stage with what a run would do to it: done, resume, stale or new."""

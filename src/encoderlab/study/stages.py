@@ -89,11 +89,78 @@ def control_stage(
             split_dir(cfg, out, "test"),
             cfg.control,
             stage.directory,
+            curves=True,  # every snapshot of every run too: curves.json
         )
-        return {"matched": result.get("matched")}
+        return {
+            "matched": result.get("matched"),
+            "powered": result.get("powered"),
+            "precision": result["precision"]["resolved"],
+        }
 
-    config = cfg.control.model_dump(mode="json")
+    config = cfg.control.check_key
     return Stage(*_place(out, root, "control"), config, run, [data, *pretrain])
+
+
+MATCHED_ENCODERS = ("clip", "dino")  # the encoders the embedding findings compare
+
+
+def matched_stage(
+    cfg: StudyConfig, out: Path, data: Stage, control: Stage, pretrain: list[Stage]
+) -> Stage:
+    """The embedding claims at equal accuracy: the CLIP vs DINO sensitivity analysis on each
+    one's checkpoint closest to the weakest objective's final linear probe (``curves.json``),
+    on ``control.matched_scenes`` scenes; nothing to compute (and said so) when both matched
+    checkpoints are the final ones, or without SynthWorld."""
+    scenes = min(cfg.control.matched_scenes, cfg.analysis.scenes)  # never more than the analysis
+    acfg = cfg.analysis.model_copy(update={"scenes": scenes})
+
+    def run(stage: Stage) -> dict[str, Any]:
+        import json
+
+        from encoderlab.evaluate.curves import (
+            CURVES_JSON,
+            MATCHED_JSON,
+            matched_encoder,
+            matched_sensitivity,
+        )
+        from encoderlab.files import write_json
+
+        curves = json.loads((control.directory / CURVES_JSON).read_text())
+        matched = curves.get("matched") or {}
+        found = matched.get("encoders", {})
+        chosen = {n: found[n] for n in MATCHED_ENCODERS if n in found}
+        record: dict[str, Any] = {
+            "matched": matched,
+            "compared": list(chosen),
+            "config": acfg.model_dump(mode="json"),
+        }
+        if cfg.data_path is not None:
+            record["skipped"] = "needs SynthWorld (counterfactual scenes)"
+        elif len(chosen) < len(MATCHED_ENCODERS):
+            record["skipped"] = f"needs curves of {' and '.join(MATCHED_ENCODERS)}"
+        elif all(c["final"] for c in chosen.values()):
+            record["skipped"] = (
+                "every matched checkpoint is the final one: the accuracy-matched comparison is "
+                "the compute-matched one (the analysis)"
+            )
+        else:
+            runs = {p.name.rsplit("/", 1)[1]: p.directory for p in pretrain}
+            encoders = {n: matched_encoder(runs[n], c["step"]) for n, c in chosen.items()}
+            record["sensitivity"] = matched_sensitivity(
+                encoders, cfg.world, acfg, stage.directory / "cache"
+            )
+        write_json(record, stage.directory / MATCHED_JSON)
+        return {
+            "steps": {n: c["step"] for n, c in chosen.items()},
+            "skipped": record.get("skipped"),
+        }
+
+    sensitivity = {"factors", "split", "n_boot", "level", "partners", "seed", "precision"}
+    config = {
+        "encoders": list(MATCHED_ENCODERS),
+        **acfg.model_dump(mode="json", include={"scenes", *sensitivity}),
+    }
+    return Stage("matched", out / "matched", config, run, [data, control, *pretrain])
 
 
 def analysis_stage(

@@ -28,7 +28,7 @@ from encoderlab.files import save_weights, write_json
 from encoderlab.objectives import Objective, ObjectiveConfig, build_objective
 from encoderlab.precision import precision_record
 from encoderlab.train.config import TrainConfig
-from encoderlab.train.distributed import DistInfo, init_distributed
+from encoderlab.train.distributed import DistInfo, barrier, init_distributed
 from encoderlab.train.runs import record_sibling_diffs
 from encoderlab.train.snapshots import list_snapshots, save_snapshot, snapshot_every
 from encoderlab.train.trainer import Trainer
@@ -83,7 +83,8 @@ def pretrain(
     run_dir = Path(run_dir)
     dist_info = dist_info or init_distributed()
     refs, index_skips = index_source(data)
-    dataset = SampleDataset(refs, image_size=cfg.encoder.image_size)
+    # equal batches on every rank: a bad sample is replaced by the next readable one
+    dataset = SampleDataset(refs, image_size=cfg.encoder.image_size, refill=True)
     encoder = build_encoder(cfg.encoder)
     task = build_objective(objective, encoder, cfg.objective)
     if dist_info.is_main:
@@ -128,6 +129,7 @@ def pretrain(
         write_json(cfg.encoder.model_dump(mode="json"), run_dir / "encoder.json")
         save_weights(task.state_dict(), run_dir / "objective.safetensors")
         write_json(summary, run_dir / DONE)
+    barrier()  # no rank leaves before the main rank has written the run's weights
     return summary
 
 

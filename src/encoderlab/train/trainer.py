@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
 
-from encoderlab.data.reader import EpochSampler, SkipReport
+from encoderlab.data.reader import MAX_REFILL, EpochSampler, SkipReport
 from encoderlab.errors import DataError, EncoderlabError
 from encoderlab.precision import autocast
 from encoderlab.progress import console, make_progress
@@ -91,6 +91,7 @@ class Trainer:
             raise EncoderlabError(
                 f"batch_size {cfg.batch_size} is not divisible by world size {self.dist.world_size}"
             )
+        self.rank_batch = cfg.batch_size // self.dist.world_size
         self.steps_per_epoch = len(dataset) // cfg.batch_size  # type: ignore[arg-type]
         if self.steps_per_epoch == 0:
             raise EncoderlabError(
@@ -112,7 +113,7 @@ class Trainer:
         )
         return DataLoader(
             self.dataset,
-            batch_size=self.cfg.batch_size // self.dist.world_size,
+            batch_size=self.rank_batch,
             sampler=sampler,
             num_workers=self.cfg.num_workers,
             collate_fn=self.collate,
@@ -132,6 +133,14 @@ class Trainer:
                 self.skips.extend(getattr(batch, "skipped", ()))
                 if getattr(batch, "error", None):
                     raise DataError(batch.error)
+                if getattr(self.dataset, "refill", False) and len(batch) != self.rank_batch:
+                    # every rank must hold the same number of samples: CLIP gathers features
+                    # by rank, DINO counts its centre over ranks (SampleDataset.refill)
+                    raise DataError(
+                        f"rank {self.dist.rank}: a batch of {len(batch)} samples instead of "
+                        f"{self.rank_batch}: more than {MAX_REFILL} unreadable samples in a row "
+                        f"({self.skips.summary().splitlines()[-1]})"
+                    )
                 if len(batch) == 0:
                     continue
                 yield batch
@@ -181,7 +190,9 @@ class Trainer:
         warmup = int(self.cfg.warmup_frac * self.total_steps)
         last: dict[str, Any] = {}
         window_t, window_n = time.perf_counter(), 0
-        window_loss, window_steps = torch.zeros(()), 0
+        # on the training device: a CUDA loss cannot be added to a CPU accumulator, and NCCL
+        # all-reduces device tensors only
+        window_loss, window_steps = torch.zeros((), device=self.dist.device), 0
         # text fields: before the first logged window there is no loss to show ("-", not "nan")
         fields = "loss {task.fields[loss]}  {task.fields[rate]} samples/s"
         with make_progress(self.progress, fields) as bar:
@@ -238,7 +249,7 @@ class Trainer:
                         # the loss is averaged over the logging window, not just its last batch
                         "loss": float(all_reduce_mean(window_loss / window_steps)),
                     }
-                    window_loss, window_steps = torch.zeros(()), 0
+                    window_loss, window_steps = torch.zeros((), device=self.dist.device), 0
                     if grad_norm is not None:
                         last["grad_norm"] = float(grad_norm)
                     self._log(last)
