@@ -1,4 +1,5 @@
-"""``encoderlab data ...``: generate SynthWorld, preview it, summarise any shard set."""
+"""``encoderlab data ...``: generate SynthWorld, import real images, preview and summarise any
+shard set."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from encoderlab.cli import app
@@ -50,6 +52,75 @@ def synth(
     total = data.train + data.val + data.test
     secs = time.perf_counter() - start
     console.print(f"wrote {total} samples to {out} in {secs:.1f} s ({total / secs:.0f} samples/s)")
+
+
+@data_app.command("import")
+def import_(
+    source: str = typer.Argument(
+        ...,
+        help="'openclipart' (the Debian package openclipart-png), a folder of category "
+        "folders laid out like it, or a .csv / .jsonl of image paths, captions and labels",
+    ),
+    out: Path = typer.Option(..., "--out", help="output data-set directory"),
+    images: Path = typer.Option(
+        None, help="labels file only: the folder image paths are relative to (default: its own)"
+    ),
+    image_size: int = typer.Option(64, help="side of the stored square images"),
+    aspect: str = typer.Option("pad", help="pad (whole image on white) or crop (centre crop)"),
+    val: float = typer.Option(0.1, help="share of each category in val"),
+    test: float = typer.Option(0.1, help="share of each category in test"),
+    min_category: int = typer.Option(1, help="skip categories with fewer usable images"),
+    max_per_category: int = typer.Option(None, help="keep at most N images per category"),
+    seed: int = typer.Option(0, help="salt of the split hash"),
+    workers: int = typer.Option(2, help="image-preparing processes"),
+    quiet: bool = typer.Option(False, help="no progress bars"),
+) -> None:
+    """Import real images as train/val/test shards + manifest (what `data synth` writes).
+
+    Every image is turned upright (EXIF), converted to RGB with alpha composited onto white,
+    padded (or centre-cropped) to a square and resized; missing, empty, truncated, undecodable,
+    tiny, blank and duplicate files are skipped and counted per reason (OUT/import.json).
+    Splits are stratified by category. For openclipart, category = top-level folder; files in
+    a folder named special, gradients, patterns, backgrounds, textures, examples, decorations,
+    borders, shapes, stars, arrows, callouts, flowchart, jigsaw, diagrams, icons, buttons, led,
+    logos, semaphore, unsorted or duplicates are not pictures of objects and are skipped
+    ("not an object"; the rule is encoderlab.data.clipart.NON_OBJECT_FOLDERS).
+    """
+    from encoderlab.config import format_validation_error
+    from encoderlab.data.importer import ImportConfig, format_counts, import_items
+
+    try:
+        cfg = ImportConfig(
+            image_size=image_size,
+            aspect=aspect,
+            val=val,
+            test=test,
+            seed=seed,
+            min_category=min_category,
+            max_per_category=max_per_category,
+            workers=workers,
+        )
+    except ValidationError as err:
+        raise DataError(format_validation_error(err, "data import")) from None
+    start = time.perf_counter()
+    path = Path(source)
+    if source == "openclipart" or path.is_dir():
+        from encoderlab.data.clipart import OPENCLIPART_ROOT, scan_clipart
+
+        root = OPENCLIPART_ROOT if source == "openclipart" else path
+        items, skipped = scan_clipart(root)
+        described = {"kind": "clipart", "root": str(root)}
+    elif path.suffix.lower() in (".csv", ".jsonl", ".ndjson"):
+        from encoderlab.data.import_folder import scan_folder
+
+        items, skipped = scan_folder(path, images)
+        described = {"kind": "labels", "labels": str(path), "images": str(images or path.parent)}
+    else:
+        raise DataError(f"{source}: not 'openclipart', a directory, or a .csv / .jsonl labels file")
+    result = import_items(items, out, cfg, described, skipped, progress=not quiet)
+    result.seconds = time.perf_counter() - start  # the scan included
+    console.print(format_counts(result), highlight=False)
+    console.print(f"wrote {out} (manifest.json, import.json)", highlight=False)
 
 
 @data_app.command("preview")
@@ -132,3 +203,12 @@ def stats(
         console.print(table)
         if len(report):
             console.print(report.summary())
+    imported = path / "import.json"  # written by `data import`: files it left out, and why
+    if imported.is_file():
+        record = json.loads(imported.read_text())
+        reasons = ", ".join(f"{k} {v}" for k, v in record.get("skipped", {}).items())
+        console.print(
+            f"import: {record.get('skipped_total', 0)} files skipped"
+            + (f" ({reasons})" if reasons else ""),
+            highlight=False,
+        )
