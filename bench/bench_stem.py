@@ -3,7 +3,8 @@
 An upper bound for the control check: the tiny ViT trained end to end WITH category labels
 (cross-entropy, one-object training scenes, AdamW, the preset's batch, steps and warm-up), for
 each stem, side by side in the same run. If the labelled upper bound stays near chance, no
-language or self-supervised objective can be expected to do better in that budget.
+language or self-supervised objective can be expected to do better in that budget. Peer: the
+plain patchify ViT, side by side in the same run.
 
 Usage: ``python bench/bench_stem.py --data runs/tiny/data/shards [--steps 400] [--lr 5e-4]``.
 Prints one row per stem: held-out category accuracy at a few steps, seconds, FLOP/image.
@@ -77,7 +78,9 @@ def train_supervised(stem: str, args, xtr, ytr, xte, yte, classes: int) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", type=Path, required=True, help="data-set root (train/, test/)")
     parser.add_argument("--size", default="tiny")
     parser.add_argument("--size-px", type=int, default=64)
