@@ -105,7 +105,7 @@ def _metrics(path: Path) -> list[dict[str, Any]]:
 
 def _stages(root: Path) -> list[dict[str, Any]]:
     """Every stage directory (depth <= 2, or 3 in a replicate) with its state and, when done,
-    its seconds."""
+    its seconds and the precision it ran in."""
     found = []
     markers = ("*/stage*.json", "*/*/stage*.json", "replicate*/*/*/stage*.json")
     for marker in sorted(m for pattern in markers for m in root.glob(pattern)):
@@ -116,10 +116,12 @@ def _stages(root: Path) -> list[dict[str, Any]]:
             continue
         record = _json(marker) or {}
         name = record.get("name") or str(marker.parent.relative_to(root))
-        seconds = (record.get("summary") or {}).get("seconds") if done else None
+        summary = (record.get("summary") or {}) if done else {}
+        seconds = summary.get("seconds")
+        precision = summary.get("precision")  # stages that run a network record it
         # the report stage is pending while it writes the report that lists it
         state = "done" if done else ("writing this report" if name == "report" else "started")
-        found.append({"name": name, "state": state, "seconds": seconds})
+        found.append({"name": name, "state": state, "seconds": seconds, "precision": precision})
 
     def rank(s: dict[str, Any]) -> tuple[int, int, str]:
         head, _, tail = s["name"].partition("/")

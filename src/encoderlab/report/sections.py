@@ -110,10 +110,15 @@ def study_section(res: StudyResults) -> Section:
         blocks.append(Text("Not run yet: " + "; ".join(missing) + ".", muted=True))
     if res.stages:
         rows: list[list[str | Cell]] = [
-            [s["name"], s["state"], "" if s["seconds"] is None else f"{s['seconds']:.0f}"]
+            [
+                s["name"],
+                s["state"],
+                s.get("precision") or "",
+                "" if s["seconds"] is None else f"{s['seconds']:.0f}",
+            ]
             for s in res.stages
         ]
-        blocks.append(Table(["stage", "state", "seconds"], rows, label_columns=2))
+        blocks.append(Table(["stage", "state", "precision", "seconds"], rows, label_columns=3))
     if res.preview is not None:
         blocks.append(Figure(res.preview, "SynthWorld training images and their captions"))
     return Section("study", SECTION_TITLES["study"], blocks)

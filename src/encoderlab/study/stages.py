@@ -9,6 +9,26 @@ from encoderlab.study.config import StudyConfig
 from encoderlab.study.pipeline import Stage
 
 
+def _training_precision(train_precision: str) -> str:
+    """The precision a training stage runs in on this machine (``auto`` resolved)."""
+    import torch
+
+    from encoderlab.precision import resolve_precision
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return resolve_precision(train_precision, device)  # type: ignore[arg-type]
+
+
+def _vlm_precision(cfg: StudyConfig) -> str:
+    """Stages 1 and 2's training precision, e.g. ``fp32`` (or ``bf16/fp32`` if they differ)."""
+    stages = (cfg.vlm.stage1.train.precision, cfg.vlm.stage2.train.precision)
+    return "/".join(sorted({_training_precision(p) for p in stages}))
+
+
+# VLM inference (sanity check, oracle check, suite) runs the fp32 weights without autocast.
+VLM_INFERENCE_PRECISION = "fp32"
+
+
 def data_root(cfg: StudyConfig, out: Path) -> Path:
     return Path(cfg.data_path) if cfg.data_path is not None else out / "data"
 
@@ -63,7 +83,8 @@ def pretrain_stage(
 
     def run(stage: Stage) -> dict[str, Any]:
         summary = pretrain(objective, pcfg, split_dir(cfg, out, "train"), stage.directory)
-        return {k: summary[k] for k in ("steps", "seconds", "final", "skipped")}
+        kept = {k: summary[k] for k in ("steps", "seconds", "final", "skipped")}
+        return {**kept, "precision": summary["precision"]["resolved"]}
 
     # Only this objective's own section is part of the key: tuning DINO's head must not
     # retrain CLIP (the run's config.json still records every section, for sibling diffs).
@@ -182,7 +203,7 @@ def analysis_stage(
             data=split_dir(cfg, out, "test"),
             cache_dir=stage.directory / "cache",
         )
-        return {"timing": result.get("timing", {})}
+        return {"timing": result.get("timing", {}), "precision": result["precision"]["resolved"]}
 
     config = cfg.analysis.model_dump(mode="json")
     return Stage(*_place(out, root, "analysis"), config, run, [data, *pretrain])
@@ -208,15 +229,16 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
 
         world = read_world(split_dir(cfg, out, "train"), vcfg.stage0.examples, None, images=False)
         root = pretrain_lm(vcfg, world, stage.directory)
+        precision = _training_precision(vcfg.stage0.train.precision)
         val = split_dir(cfg, out, "val")
         if not val.is_dir():  # real data without a val split: no check, nothing to report
-            return {"lm": str(root)}
+            return {"lm": str(root), "precision": precision}
         # does the LM read its picture slot? (held-out captions; shown in the report)
         heldout = read_world(val, CONTEXT_SAMPLES, None, images=False)
         lm, tokenizer = load_lm(root / "lm")
         check = context_check(lm, tokenizer, heldout, vcfg.max_text_tokens)
         write_json(check, stage.directory / CONTEXT_JSON)
-        return {"lm": str(root), "reads_context": check["reads_context"]}
+        return {"lm": str(root), "reads_context": check["reads_context"], "precision": precision}
 
     config = {
         "lm": vcfg.lm.model_dump(mode="json"),
@@ -246,7 +268,10 @@ def vlm_stage(
         record = train_vlm(
             dirs, split_dir(cfg, out, "train"), stage.directory, cfg.vlm, lm.directory
         )
-        summary: dict[str, Any] = {"train_seconds": record.get("seconds")}
+        summary: dict[str, Any] = {
+            "train_seconds": record.get("seconds"),
+            "precision": _vlm_precision(cfg),
+        }
         try:  # does it use its image? Held-out questions with the real vs a blank image (the
             # report's VLM findings need it); real data without a val split has no such check
             sanity = image_sanity(
@@ -289,7 +314,8 @@ def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
             scoring=cfg.suite.scoring,
         )
         write_json(check, stage.directory / ORACLE_JSON)
-        return {"uses_image": check["uses_image"], "gain": check["gain"]}
+        gain, precision = check["gain"], _vlm_precision(cfg)
+        return {"uses_image": check["uses_image"], "gain": gain, "precision": precision}
 
     config = {"oracle": 1, **cfg.vlm.model_dump(mode="json"), "scoring": cfg.suite.scoring}
     return Stage("vlm/oracle", out / "vlm" / "oracle", config, run, [lm])
@@ -305,7 +331,7 @@ def suite_stage(cfg: StudyConfig, out: Path, name: str, vlm: Stage, root: str = 
         from encoderlab.vlm import load
 
         results = evaluate(load(vlm.directory), suite_cfg, stage.directory, out / "suite-items")
-        return {"benchmarks": len(results["benchmarks"])}
+        return {"benchmarks": len(results["benchmarks"]), "precision": VLM_INFERENCE_PRECISION}
 
     config = suite_cfg.model_dump(mode="json")
     return Stage(*_place(out, root, "suite", name), config, run, [vlm])
