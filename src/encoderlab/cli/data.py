@@ -123,6 +123,62 @@ def import_(
     console.print(f"wrote {out} (manifest.json, import.json)", highlight=False)
 
 
+def _split_of(data: Path, split: str) -> Path:
+    from encoderlab.data.shards import dataset_root
+
+    root = dataset_root(data)
+    if not root.exists():
+        raise DataError(f"{data}: no such directory")
+    if (root / "manifest.json").is_file():
+        if not (root / split).is_dir():
+            raise DataError(f"{root}: no split {split!r}")
+        return root / split
+    return root
+
+
+@data_app.command("llava-json")
+def llava_json(
+    data: Path = typer.Argument(..., help="data-set root (SynthWorld or imported) or shard dir"),
+    out: Path = typer.Option(None, help="JSON to write (default: DATA/llava-SPLIT.json)"),
+    split: str = typer.Option("train", help="split, when DATA is a data-set root"),
+    n: int = typer.Option(None, help="first N readable samples (default: all)"),
+    turns: int = typer.Option(3, help="question turns per conversation"),
+    mc_fraction: float = typer.Option(0.5, help="share of multiple-choice turns"),
+    seed: int = typer.Option(0, help="conversation seed (the VLM config's seed)"),
+    export_images: bool = typer.Option(
+        False, help="also write the images as files beside the JSON (for LLaVA's own trainer)"
+    ),
+) -> None:
+    """LLaVA-format instruction JSON of a split: the stage-2 conversations encoderlab trains
+    on (SynthWorld's questions, or questions about a real set's labels: category,
+    superclass). `vlm train --data FILE.json` trains stage 2 from such a file."""
+    from encoderlab.vlm.llava_json import export_llava
+
+    source = _split_of(data, split)
+    out = out or (source.parent / f"llava-{source.name}.json")
+    path, count = export_llava(source, out, n, turns, seed, mc_fraction, export_images)
+    console.print(f"wrote {count} conversations to {path}", highlight=False)
+
+
+@data_app.command("vmcbench-tsv")
+def vmcbench_tsv(
+    data: Path = typer.Argument(..., help="labelled data-set root (imported) or shard dir"),
+    out: Path = typer.Option(None, help="TSV to write (default: DATA/vmcbench-SPLIT.tsv)"),
+    split: str = typer.Option("test", help="split, when DATA is a data-set root"),
+    n: int = typer.Option(None, help="first N readable samples (default: all)"),
+    seed: int = typer.Option(0),
+) -> None:
+    """A VMCBench / VLMEvalKit TSV of multiple-choice questions about a labelled split ("What
+    is shown in the image?", distractors from the other categories); score a VLM on it with
+    `encoderlab eval CKPT --suite FILE.tsv`."""
+    from encoderlab.data.labelled_vqa import export_vmcbench
+
+    source = _split_of(data, split)
+    out = out or (source.parent / f"vmcbench-{source.name}.tsv")
+    path, count = export_vmcbench(source, out, n, seed)
+    console.print(f"wrote {count} items to {path}", highlight=False)
+
+
 @data_app.command("preview")
 def preview(
     path: Path = typer.Argument(..., help="data-set root, shard directory, .tar or labels .csv"),

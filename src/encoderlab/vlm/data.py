@@ -22,6 +22,7 @@ from torch.utils.data import Dataset
 from encoderlab.data.reader import SampleDataset, index_source
 from encoderlab.errors import DataError
 from encoderlab.suite.questions import training_conversation
+from encoderlab.vlm.llava_json import LLAVA_TURNS
 from encoderlab.vlm.template import IGNORE_INDEX, Example, Template, user_text
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "conversation_rng",
     "conversations",
     "corpus_texts",
+    "default_conversation_fn",
     "instruction_examples",
     "lm_corpus",
     "pack",
@@ -67,7 +69,12 @@ def train_split(data: str | Path) -> Path:
 def read_world(
     source: str | Path, n: int, image_size: int | None, images: bool = True
 ) -> TrainWorld:
-    """Read the first ``n`` readable samples of ``source`` (fewer if it has fewer)."""
+    """Read the first ``n`` readable samples of ``source`` (fewer if it has fewer); a ``.json``
+    source is LLaVA-format instruction data (``vlm.llava_json``), its images beside it."""
+    if str(source).lower().endswith(".json"):
+        from encoderlab.vlm.llava_json import read_llava_world
+
+        return read_llava_world(source, n, image_size, images=images)
     refs, _ = index_source(source)
     dataset = SampleDataset(refs, image_size=image_size)
     world = TrainWorld(str(source), [], [], [])
@@ -99,15 +106,35 @@ def conversations(
     fn: ConversationFn | None = None,
     mc_fraction: float = 0.5,
 ) -> list[tuple[int, list[tuple[str, str]]]]:
-    """``(sample index, turns)`` for the first ``n`` samples (samples without questions skipped);
-    ``fn`` defaults to ``training_conversation`` with ``mc_fraction`` multiple-choice turns."""
-    fn = fn or partial(training_conversation, mc_fraction=mc_fraction)
+    """``(sample index, turns)`` for the first ``n`` samples (samples without questions skipped).
+
+    A sample read from LLaVA JSON brings its own turns (``meta[LLAVA_TURNS]``). Otherwise ``fn``
+    makes them; it defaults to ``training_conversation`` with ``mc_fraction`` multiple-choice
+    turns on SynthWorld, and on real data to questions about its labels
+    (``data.labelled_vqa.labelled_conversation``: category, superclass), so a labelled real
+    data set gets stage-2 conversations too."""
+    fn = fn or default_conversation_fn(world, n, mc_fraction)
     out = []
     for i in range(min(n, len(world))):
-        turns = fn(world.metas[i], conversation_rng(seed, stage, i), n_turns)
+        given = world.metas[i].get(LLAVA_TURNS)
+        if given is not None:
+            turns = [(str(q), str(a)) for q, a in given]  # as given (the template caps length)
+        else:
+            turns = fn(world.metas[i], conversation_rng(seed, stage, i), n_turns)
         if turns:
             out.append((i, turns))
     return out
+
+
+def default_conversation_fn(world: TrainWorld, n: int, mc_fraction: float) -> ConversationFn:
+    """SynthWorld's question mix, or, for samples without SynthWorld metadata, questions about
+    the labels of the first ``n`` samples (their values are the distractors)."""
+    metas = world.metas[:n]
+    if not metas or any("kind" in m or "objects" in m for m in metas):
+        return partial(training_conversation, mc_fraction=mc_fraction)
+    from encoderlab.data.labelled_vqa import labelled_conversation, vocabulary
+
+    return labelled_conversation(vocabulary(metas), mc_fraction)
 
 
 def lm_corpus(
