@@ -124,14 +124,30 @@ def letter_logprobs(
     letters: Sequence[str] = ("A", "B", "C", "D"),
 ) -> torch.Tensor:
     """Letter scoring of multiple-choice items (VMCBench, lmms-eval): the log-probability
-    ``[B, len(letters)]`` of each option letter as the first answer token after each prompt
-    (the question with its lettered options)."""
+    ``[B, len(letters)]`` of each option letter as the answer after each prompt (the question
+    with its lettered options), tokenised as training tokenises answers (``Template.answer``).
+
+    Where every ``" A"`` is one token (the embedded BPE, GPT-2 and Qwen byte-level BPEs) that is
+    one next-token distribution. SentencePiece tokenizers (Llama, Vicuna, Mistral) may split it
+    (``"▁"`` + ``"A"``): the letter's score is then the summed log-probability of all its
+    tokens, the log-likelihood of the continuation, as lmms-eval scores multi-token targets."""
     letter_ids = [template.answer(letter) for letter in letters]
-    if any(len(i) != 1 for i in letter_ids):
-        raise ValueError(f"option letters {list(letters)} must each be one token")
-    embeds, mask = prompt_inputs(model, template, features, prompts)
-    logp = score_next_token(model.lm, embeds, mask)
-    return logp[:, [i[0] for i in letter_ids]].cpu()
+    if all(len(i) == 1 for i in letter_ids):
+        embeds, mask = prompt_inputs(model, template, features, prompts)
+        logp = score_next_token(model.lm, embeds, mask)
+        return logp[:, [i[0] for i in letter_ids]].cpu()
+    if len(features) != len(prompts):
+        raise ValueError(f"{len(features)} images for {len(prompts)} prompts")
+    heads = [template.prompt(p) for p in prompts]
+    rows = [head + tail for head in heads for tail in letter_ids]
+    ids, mask = left_pad(rows, int(template.tok.pad_token_id))
+    device = next(model.parameters()).device
+    ids, mask = ids.to(device), mask.to(device)
+    owner = torch.arange(len(prompts)).repeat_interleave(len(letter_ids))
+    embeds = model.embed(ids, features[owner].to(device))
+    lengths = [len(tail) for _ in heads for tail in letter_ids]
+    flat = score_continuations(model.lm, embeds, mask, ids, lengths)
+    return flat.view(len(prompts), len(letter_ids)).cpu()
 
 
 @torch.no_grad()
