@@ -6,12 +6,12 @@ each stem, side by side in the same run. If the labelled upper bound stays near 
 language or self-supervised objective can be expected to do better in that budget. Peer: the
 plain patchify ViT, side by side in the same run.
 
-Usage: ``python bench/bench_stem.py --data runs/tiny/data/shards [--steps 400] [--lr 5e-4]``.
-Prints one row per stem: held-out category accuracy at a few steps, seconds, FLOP/image.
-The README's figures (400 steps, lr 2e-4 and 1e-3) came from a first version of this script
-whose stem widths were 32/64/128 (the shipped stem: 24/48/96). The encoder size comparison
-(``--size tiny`` vs ``--size mini --steps 1200``, lr 1e-3, conv stem) came from a throw-away
-copy of this training loop that evaluated at half and full length.
+Usage: ``python bench/bench_stem.py --data runs/tiny/data/shards [--steps 400] [--lr 5e-4]``
+``[--stems patch conv] [--archs resnet18 convnext_atto]`` (``--archs``: timm CNNs through
+``encoder.arch``, the same builder the objectives use). Prints one row per encoder: held-out
+category accuracy at a few steps, seconds, FLOP/image. ``--precision auto`` trains under bf16
+autocast where the CPU has native bf16, as the trainer does (default fp32, as the README's rows).
+Results and the commit they were measured at: docs/results.md.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from encoderlab.data.augment import normalize
 from encoderlab.encoders.vit import EncoderConfig, build_encoder
 from encoderlab.evaluate.control import SINGLE, load_labelled
+from encoderlab.precision import autocast, resolve_precision
 
 
 def one_object_categories(data: Path, split: str, size: int, n: int | None):
@@ -43,9 +44,16 @@ def flops_per_image(encoder: torch.nn.Module, size: int) -> float:
     return counter.get_total_flops()
 
 
+def encoder_config(name: str, args) -> EncoderConfig:
+    """``patch`` / ``conv``: the ViT of ``--size`` with that stem; else a timm CNN arch."""
+    if name in ("patch", "conv"):
+        return EncoderConfig(size=args.size, stem=name, image_size=args.size_px)
+    return EncoderConfig(arch=name, image_size=args.size_px)
+
+
 def train_supervised(stem: str, args, xtr, ytr, xte, yte, classes: int) -> dict:
     torch.manual_seed(0)
-    encoder = build_encoder(EncoderConfig(size=args.size, stem=stem, image_size=args.size_px))
+    encoder = build_encoder(encoder_config(stem, args))
     head = torch.nn.Linear(encoder.embed_dim, classes)
     params = [*encoder.parameters(), *head.parameters()]
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.05)
@@ -53,11 +61,13 @@ def train_supervised(stem: str, args, xtr, ytr, xte, yte, classes: int) -> dict:
         opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.1, anneal_strategy="cos"
     )
     gen = torch.Generator().manual_seed(0)
-    row: dict = {"stem": stem, "GFLOP/img": flops_per_image(encoder, args.size_px) / 1e9}
+    row: dict = {"encoder": stem, "GFLOP/img": flops_per_image(encoder, args.size_px) / 1e9}
     start = time.perf_counter()
     for step in range(1, args.steps + 1):
         idx = torch.randint(0, len(xtr), (args.batch,), generator=gen)
-        loss = F.cross_entropy(head(encoder(normalize(xtr[idx]))), ytr[idx])
+        with autocast(args.precision, torch.device("cpu")):
+            logits = head(encoder(normalize(xtr[idx])))
+        loss = F.cross_entropy(logits.float(), ytr[idx])
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -88,7 +98,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--train-images", type=int, default=25_600)
-    parser.add_argument("--stems", nargs="+", default=["patch", "conv"])
+    parser.add_argument("--stems", nargs="*", default=["patch", "conv"], help="ViT stems")
+    parser.add_argument("--archs", nargs="*", default=[], help="timm CNNs (encoder.arch)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "auto"])
     args = parser.parse_args()
 
     xtr, ntr = one_object_categories(args.data, "train", args.size_px, args.train_images)
@@ -99,9 +111,13 @@ def main() -> None:
     chance = 100 * np.bincount(yte.numpy()).max() / len(yte)
     print(
         f"{len(ytr)} one-object training images, {len(yte)} test, {len(classes)} categories, "
-        f"chance {chance:.1f}%; {args.steps} steps x {args.batch}, lr {args.lr:g}, fp32"
+        f"chance {chance:.1f}%; {args.steps} steps x {args.batch}, lr {args.lr:g}, "
+        f"{resolve_precision(args.precision, torch.device('cpu'))}"
     )
-    rows = [train_supervised(s, args, xtr, ytr, xte, yte, len(classes)) for s in args.stems]
+    rows = [
+        train_supervised(s, args, xtr, ytr, xte, yte, len(classes))
+        for s in [*args.stems, *args.archs]
+    ]
     cols = list(rows[0])
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))

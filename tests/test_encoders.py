@@ -249,3 +249,102 @@ def test_clip_text_tower_eot_row_block_gives_openclip_gradients() -> None:
     reference = grads(lambda: tower.transformer(tokens["input_ids"]))
     for a, b in zip(ours, reference, strict=True):  # float rounding: 1e-4 of each tensor's scale
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(b.abs().max()))
+
+
+# -- timm CNN backbones (encoder.arch) -------------------------------------------------------
+
+# micro CNNs: ConvNeXt (LayerNorm) and ResNet (GroupNorm in place of BatchNorm), timm-built
+CNNS = {
+    "convnext": {
+        "arch": "convnext_atto",
+        "timm_kwargs": {"dims": [8, 16, 24, 32], "depths": [1, 1, 1, 1]},
+    },
+    "resnet": {
+        "arch": "resnet18",
+        "timm_kwargs": {"layers": [1, 1, 1, 1], "channels": [8, 16, 24, 32], "stem_width": 8},
+    },
+}
+
+
+def cnn(kind: str, seed: int = 0, **kw):
+    return build_encoder(EncoderConfig(**CNNS[kind], image_size=64, seed=seed, **kw))
+
+
+@pytest.mark.parametrize("kind", list(CNNS))
+def test_cnn_has_the_vit_interface(kind: str) -> None:
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    enc = cnn(kind).eval()
+    stages = 5 if kind == "resnet" else 4  # timm's feature_info: ResNet lists its stem too
+    assert enc.num_layers == stages and enc.embed_dim == 32
+    with torch.no_grad():
+        pooled = enc(images)
+        assert pooled.shape == (3, 32)
+        torch.testing.assert_close(enc.tap(images, "cls"), pooled)  # tap's default = forward
+        # the VLM's grid: the penultimate stage (stride 16 at 64 px: 4 x 4 tokens of 24 channels)
+        assert enc.token_layer() == stages - 2 and enc.token_grid() == (4, 4)
+        assert enc.num_patches == 16 and enc.token_dim() == 24 and enc.patch_size == 16
+        grid = enc.tap(images, "patch", layer=-2)
+        assert grid.shape == (3, 16, 24)
+        fmap = enc.net.forward_intermediates(images, indices=[stages - 2], intermediates_only=True)
+        torch.testing.assert_close(grid, fmap[0].flatten(2).transpose(1, 2))  # row-major
+        torch.testing.assert_close(enc.tap(images, "mean", layer=-2), grid.mean(1))
+        # per-stage taps in one pass (CKA) equal the single taps
+        many = enc.tap_layers(images, "mean", [0, -2, -1])
+        for got, layer in zip(many, [0, -2, -1], strict=True):
+            torch.testing.assert_close(got, enc.tap(images, "mean", layer=layer))
+        assert enc(images[:, :, :32, :32]).shape == (3, 32)  # DINO's 32-px local crops
+    with pytest.raises(ValueError, match="out of range"):
+        enc.tap(images, "cls", layer=stages)
+    # initialised from the seed alone, no batch statistics anywhere
+    again, other = cnn(kind), cnn(kind, seed=1)
+    for (name, a), b in zip(enc.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert any(
+        not torch.equal(a, c)
+        for a, c in zip(enc.state_dict().values(), other.state_dict().values(), strict=True)
+    )
+    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in enc.modules())
+
+
+def test_cnn_feature_stage_picks_the_vlm_grid() -> None:
+    enc = cnn("convnext", feature_stage=1)
+    assert enc.token_grid() == (8, 8) and enc.token_dim() == 16 and enc.num_patches == 64
+
+
+@pytest.mark.parametrize(
+    ("cfg", "key", "needle"),
+    [
+        ({"arch": "vgg16"}, "encoder.arch", "unknown encoder arch 'vgg16'"),
+        ({"arch": "resnet_nope"}, "encoder.arch", "known: vit, or a timm ResNet / ConvNeXt"),
+        ({"arch": "resnet18", "feature_stage": 5}, "encoder.feature_stage", "stage 5"),
+        ({"arch": "convnext_atto", "feature_stage": -5}, "encoder.feature_stage", "has 4 stages"),
+        ({"arch": "resnet18", "timm_kwargs": {"bogus": 1}}, "encoder.timm_kwargs", "bogus"),
+        ({"timm_kwargs": {"depths": [1]}}, "encoder.timm_kwargs", "only a CNN"),
+    ],
+)
+def test_bad_arch_or_stage_is_a_one_line_config_error(cfg: dict, key: str, needle: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config(EncoderConfig, cfg, source="tiny.yaml", prefix="encoder")
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"tiny.yaml: {key}: ") and needle in msg
+
+
+@pytest.mark.parametrize("kind", ["vit", *CNNS])
+def test_vlm_tower_reads_the_documented_grid(kind: str) -> None:
+    """The VLM's tokens: a ViT's patch tokens of block tap_layer ([B, (64/8)^2, 64]), a CNN's
+    feature_stage grid ([B, (64/16)^2, channels]), whatever the VLM's tap_layer."""
+    from encoderlab.vlm.vision import VisionTower
+
+    if kind == "vit":
+        enc = build_encoder(EncoderConfig(size="micro", image_size=64, patch_size=8))
+        expected = (2, 64, 64)
+    else:
+        enc = cnn(kind)
+        expected = (2, 16, 24)
+    tower = VisionTower([enc], tap_layer=-2)
+    images = torch.randint(0, 256, (2, 3, 64, 64), dtype=torch.uint8)
+    out = tower(images)
+    assert out.shape == expected and tower.dim == expected[2]
+    assert tower.num_tokens == expected[1] and tower.grid**2 == expected[1]
+    pooled = VisionTower([enc], tap_layer=-2, pool_tokens=4)(images)
+    assert pooled.shape == (2, 4, expected[2])

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
 from itertools import pairwise
-from typing import Literal
+from typing import Any, Literal
 
 import timm
 import torch
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 from timm.models._manipulate import checkpoint_seq
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 from timm.models.vision_transformer_hybrid import HybridEmbed
@@ -51,9 +51,26 @@ def _known_sizes() -> str:
     return ", ".join(NAMED_SIZES) + ", or a timm ViT name such as vit_base_patch16_224"
 
 
-class EncoderConfig(StrictModel):
-    """Architecture and init of the ViT; identical across the objectives of a study."""
+# timm CNN families ``encoder.arch`` may name (``encoders.cnn``); kept here for the validator.
+CNN_FAMILIES = ("resnet", "convnext")
 
+
+class EncoderConfig(StrictModel):
+    """Architecture and init of the encoder; identical across the objectives of a study.
+
+    ``arch: vit`` (the default) is the ViT below (``size``, ``patch_size``, ``stem``); a timm
+    ResNet or ConvNeXt name builds that CNN instead (``encoders.cnn``; ``size``, ``patch_size``
+    and ``stem`` are then unused), read for the VLM at ``feature_stage``.
+    """
+
+    arch: str = Field("vit", description="vit | a timm ResNet / ConvNeXt name (resnet18, ...)")
+    timm_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="CNN only: more timm.create_model arguments, e.g. {depths: [1, 1, 1, 1]}",
+    )
+    feature_stage: int = Field(
+        -2, description="CNN only: the stage whose grid the VLM reads (-2: penultimate)"
+    )
     size: str = Field("tiny", description="micro | mini | tiny | small | a timm ViT name")
     image_size: int = Field(64, gt=0)
     patch_size: int = Field(8, gt=0)
@@ -63,6 +80,47 @@ class EncoderConfig(StrictModel):
     drop_path: float = Field(0.0, ge=0.0, lt=1.0)
     seed: int = Field(0, description="init seed: every objective starts from these weights")
     grad_checkpointing: bool = False
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        if arch != "vit" and not (arch.startswith(CNN_FAMILIES) and timm.is_model(arch)):
+            raise ValueError(
+                f"unknown encoder arch {arch!r}; known: vit, or a timm ResNet / ConvNeXt name "
+                "such as resnet18, resnet10t, convnext_atto"
+            )
+        return arch
+
+    @field_validator("feature_stage")
+    @classmethod
+    def _stage_exists(cls, stage: int, info: ValidationInfo) -> int:
+        arch = info.data.get("arch", "vit")
+        if arch != "vit" and "timm_kwargs" in info.data:
+            from encoderlab.encoders.cnn import cnn_stage_count
+
+            depth = cnn_stage_count(arch, info.data["timm_kwargs"])
+            if not -depth <= stage < depth:
+                raise ValueError(
+                    f"stage {stage} does not exist in {arch}, which has {depth} stages "
+                    f"(0..{depth - 1}, or -{depth}..-1)"
+                )
+        return stage
+
+    @field_validator("timm_kwargs")
+    @classmethod
+    def _timm_accepts(cls, kwargs: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        arch = info.data.get("arch", "vit")
+        if kwargs and arch == "vit":
+            raise ValueError("only a CNN arch takes timm_kwargs")
+        if arch != "vit":
+            from encoderlab.encoders.cnn import cnn_stage_count
+
+            try:
+                cnn_stage_count(arch, kwargs)
+            except (TypeError, ValueError, AssertionError, IndexError) as err:
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                raise ValueError(f"timm cannot build {arch} with {kwargs} ({first})") from None
+        return kwargs
 
     @field_validator("size")
     @classmethod
@@ -78,6 +136,8 @@ class EncoderConfig(StrictModel):
             raise ValueError(
                 f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
             )
+        if self.arch != "vit":
+            return self
         if self.stem == "conv" and self.patch_size & (self.patch_size - 1):
             raise ValueError(f"a conv stem needs a power-of-two patch_size, not {self.patch_size}")
         if self.stem == "conv" and self.size not in NAMED_SIZES:
@@ -209,6 +269,34 @@ class VisionEncoder(nn.Module):
     def num_layers(self) -> int:
         return len(self.vit.blocks)
 
+    @property
+    def patch_size(self) -> int:
+        """Pixels per token side (the patch)."""
+        return int(self.cfg.patch_size)
+
+    @property
+    def input_stride(self) -> int:
+        """Input sizes must be multiples of this: the patch."""
+        return int(self.cfg.patch_size)
+
+    def token_layer(self, tap_layer: int = -2) -> int:
+        """The block the VLM reads for its ``tap_layer`` (python-style index, checked)."""
+        index = tap_layer + self.num_layers if tap_layer < 0 else tap_layer
+        if not 0 <= index < self.num_layers:
+            raise ValueError(
+                f"layer {tap_layer} out of range for a {self.num_layers}-block encoder"
+            )
+        return index
+
+    def token_grid(self, layer: int | None = None) -> tuple[int, int]:
+        """(rows, columns) of the patch grid at the native image size (every block's)."""
+        rows, cols = self.vit.patch_embed.grid_size
+        return int(rows), int(cols)
+
+    def token_dim(self, layer: int | None = None) -> int:
+        """Channels of the patch tokens (every block's)."""
+        return self.embed_dim
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.vit.set_grad_checkpointing(enable)
 
@@ -270,5 +358,10 @@ class VisionEncoder(nn.Module):
 
 
 def build_encoder(cfg: EncoderConfig) -> VisionEncoder:
-    """The encoder for ``cfg``, initialised from ``cfg.seed`` (never pretrained weights)."""
+    """The encoder for ``cfg``, initialised from ``cfg.seed`` (never pretrained weights): the
+    ViT, or for a CNN ``arch`` an ``encoders.cnn.CnnEncoder`` with the same interface."""
+    if cfg.arch != "vit":
+        from encoderlab.encoders.cnn import CnnEncoder
+
+        return CnnEncoder(cfg)  # type: ignore[return-value]  # same interface
     return VisionEncoder(cfg)

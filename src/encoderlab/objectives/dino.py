@@ -134,10 +134,10 @@ class DinoObjective(Objective):
         self.teacher.eval()
         self.loss = DinoLoss(d.out_dim, d.student_temp, d.center_momentum)
         size = encoder.cfg.image_size
-        if d.local_crop_size % encoder.cfg.patch_size:
+        if d.local_crop_size % encoder.input_stride:
             raise ConfigError(
                 f"dino.local_crop_size: {d.local_crop_size} is not a multiple of the encoder's "
-                f"patch size {encoder.cfg.patch_size}"
+                f"patch size (a CNN's stride) {encoder.input_stride}"
             )
         common: dict[str, Any] = dict(
             flip_p=0.5, jitter_p=0.8, grayscale_p=0.2, blur_sigma=d.blur_sigma

@@ -74,7 +74,11 @@ class VLMConfig(StrictModel):
     lm_path: str | None = Field(
         None, description="a Hugging Face causal-LM directory instead of the embedded LM"
     )
-    tap_layer: int = Field(-2, description="encoder block to read (-2: penultimate, as LLaVA)")
+    tap_layer: int = Field(
+        -2,
+        description="ViT block to read (-2: penultimate, as LLaVA); a CNN encoder is read at "
+        "its own encoder.feature_stage",
+    )
     pool_tokens: int | None = Field(
         None, gt=0, description="average-pool the patch grid to k tokens (a square number)"
     )

@@ -59,12 +59,17 @@ class VisionTower(nn.Module):
         if not 1 <= len(encoders) <= 2:
             raise ConfigError(f"a VLM takes one or two encoders, got {len(encoders)}")
         first = encoders[0]
+        # The layer each encoder is read at: a ViT's block ``tap_layer``; a CNN's
+        # ``encoder.feature_stage`` (``token_layer``), whose grid and width are its own.
+        self.layers: list[int] = []
         for enc, name in zip(encoders, names, strict=True):
-            depth = enc.num_layers
-            if not -depth <= tap_layer < depth:
+            try:
+                self.layers.append(enc.token_layer(tap_layer))
+            except ValueError:
                 raise ConfigError(
-                    f"{name}: tap_layer {tap_layer} does not exist in a {depth}-block encoder"
-                )
+                    f"{name}: tap_layer {tap_layer} does not exist in a "
+                    f"{enc.num_layers}-block encoder"
+                ) from None
             if (enc.cfg.image_size, enc.num_patches) != (first.cfg.image_size, first.num_patches):
                 raise ConfigError(
                     f"{name}: {enc.cfg.image_size} px / {enc.num_patches} patches does not match "
@@ -103,7 +108,7 @@ class VisionTower(nn.Module):
 
     @property
     def dim(self) -> int:
-        return sum(enc.embed_dim for enc in self.encoders)
+        return sum(enc.token_dim(i) for enc, i in zip(self.encoders, self.layers, strict=True))
 
     @torch.no_grad()
     def forward(self, images: torch.Tensor) -> torch.Tensor:
@@ -113,8 +118,8 @@ class VisionTower(nn.Module):
         if x.shape[-2:] != (self.image_size, self.image_size):
             x = F.interpolate(x, size=self.image_size, mode="bicubic", antialias=True)
         feats = []
-        for enc in self.encoders:
-            f = enc.tap(x, kind="patch", layer=self.tap_layer).float()
+        for enc, layer in zip(self.encoders, self.layers, strict=True):
+            f = enc.tap(x, kind="patch", layer=layer).float()
             if self.pool_tokens is not None:
                 side = math.isqrt(self.pool_tokens)
                 b, _, d = f.shape
