@@ -255,3 +255,33 @@ def test_cli_import_and_stats(tmp_path: Path, capsys: pytest.CaptureFixture) -> 
     assert exit_.value.code == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and "bad.csv: line 2: not UTF-8" in lines[0]
+
+
+# -- studies on real data ----------------------------------------------------------------------
+
+
+def test_a_real_data_study_checks_labels_and_says_what_it_will_not_run(tmp_path: Path) -> None:
+    from encoderlab.data.importer import check_study_data
+    from encoderlab.data.synth import DataConfig, synthesize
+    from encoderlab.data.synthworld import WorldConfig
+    from encoderlab.study.config import load_study
+
+    items, skipped = scan_clipart(FIXTURES)
+    import_items(items, tmp_path / "clipart", CFG, {}, skipped, False)
+    not_run = check_study_data(tmp_path / "clipart")
+    assert len(not_run) == 3 and all(
+        line.startswith("not run: needs ground-truth factors") for line in not_run
+    )
+    assert any("vlm/oracle" in line for line in not_run)
+    # shards without the control's labels fail before any training, in one line
+    small = DataConfig(train=8, val=4, test=4, shard_size=64, workers=1)
+    synth = synthesize(WorldConfig(image_size=32), small, tmp_path / "synth", progress=False)
+    with pytest.raises(DataError, match=r"test: no 'category' label .* data import"):
+        check_study_data(synth)
+    for preset, data in (
+        ("clipart-smoke", "runs/clipart-smoke-data"),
+        ("clipart", "runs/clipart-data"),
+    ):
+        cfg = load_study(preset)
+        assert str(cfg.data_path) == data and cfg.suite.suite == f"{data}/vmcbench-test.tsv"
+        assert cfg.analysis.attributes is not None and "category" in cfg.analysis.attributes

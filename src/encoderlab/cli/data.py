@@ -73,6 +73,11 @@ def import_(
     max_per_category: int = typer.Option(None, help="keep at most N images per category"),
     seed: int = typer.Option(0, help="salt of the split hash"),
     workers: int = typer.Option(2, help="image-preparing processes"),
+    vlm_files: bool = typer.Option(
+        True,
+        help="also write OUT/llava-train.json (stage-2 conversations, LLaVA format) and "
+        "OUT/vmcbench-test.tsv (multiple-choice questions, VMCBench format)",
+    ),
     quiet: bool = typer.Option(False, help="no progress bars"),
 ) -> None:
     """Import real images as train/val/test shards + manifest (what `data synth` writes).
@@ -120,7 +125,22 @@ def import_(
     result = import_items(items, out, cfg, described, skipped, progress=not quiet)
     result.seconds = time.perf_counter() - start  # the scan included
     console.print(format_counts(result), highlight=False)
-    console.print(f"wrote {out} (manifest.json, import.json)", highlight=False)
+    written = ["manifest.json", "import.json"]
+    if vlm_files:
+        from encoderlab.data.labelled_vqa import export_vmcbench
+        from encoderlab.vlm.llava_json import export_llava
+
+        for name, export in (
+            ("llava-train.json", lambda: export_llava(out / "train", out / "llava-train.json")),
+            ("vmcbench-test.tsv", lambda: export_vmcbench(out / "test", out / "vmcbench-test.tsv")),
+        ):
+            try:
+                _, count = export()
+            except DataError as err:  # e.g. fewer than 4 categories: nothing to ask
+                console.print(f"not written: {name} ({err})", highlight=False)
+            else:
+                written.append(f"{name}: {count}")
+    console.print(f"wrote {out} ({', '.join(written)})", highlight=False)
 
 
 def _split_of(data: Path, split: str) -> Path:

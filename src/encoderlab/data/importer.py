@@ -49,12 +49,15 @@ from encoderlab.errors import DataError
 from encoderlab.progress import make_progress
 
 __all__ = [
+    "CONTROL_LABELS",
     "IMPORT_JSON",
+    "NEEDS_FACTORS",
     "SPLITS",
     "ImportConfig",
     "ImportItem",
     "ImportResult",
     "assign_splits",
+    "check_study_data",
     "format_counts",
     "import_items",
     "safe_key",
@@ -342,3 +345,43 @@ def format_counts(result: ImportResult, top: int | None = None) -> str:
     for reason, n in sorted(result.skipped.items(), key=lambda kv: -kv[1]):
         lines.append(f"  {reason}: {n}")
     return "\n".join(lines)
+
+
+# Study stages that need SynthWorld's ground-truth factors, so a real-data study does not run
+# them (``study.pipeline`` leaves them out or skips them): what the study says before training.
+NEEDS_FACTORS = (
+    "vlm/oracle (the VLM recipe's positive control on ground-truth image tokens)",
+    "analysis: counterfactual sensitivity (renders one factor changed at a time)",
+    "matched (the accuracy-matched sensitivity analysis)",
+)
+CONTROL_LABELS = ("category", "superclass", "num_objects")  # what the control check reads
+
+
+def check_study_data(root: str | Path, probe: int = 64) -> list[str]:
+    """Check a real data set before a study trains on it; return the stages it will not run.
+
+    Its train and test splits must be readable and the test split's first ``probe`` samples
+    must carry the labels the control check reads (``CONTROL_LABELS``; ``data import`` writes
+    them): otherwise a one-line ``DataError`` now, not after hours of pretraining.
+    """
+    from encoderlab.data.reader import SampleDataset, index_source
+
+    root = Path(root)
+    for split in ("train", "test"):
+        index_source(root / split)  # one line if unreadable
+    refs, _ = index_source(root / "test", require_text=False)
+    dataset = SampleDataset(refs[:probe])
+    metas = []
+    for ref in dataset.refs:
+        raw = dataset._payload(ref.meta)
+        try:
+            metas.append(json.loads(raw) if isinstance(raw, bytes) else (raw or {}))
+        except ValueError:
+            continue
+    for label in CONTROL_LABELS:
+        if not any(isinstance(m, dict) and m.get(label) is not None for m in metas):
+            raise DataError(
+                f"{root / 'test'}: no {label!r} label in its samples' metadata; the control "
+                f"check needs {', '.join(CONTROL_LABELS)} (`encoderlab data import` writes them)"
+            )
+    return [f"not run: needs ground-truth factors: {stage}" for stage in NEEDS_FACTORS]

@@ -37,12 +37,13 @@ def data_stage(cfg: StudyConfig, out: Path) -> Stage:
     from encoderlab.data.synth import dataset_config, synthesize
 
     def run(stage: Stage) -> dict[str, Any]:
-        if cfg.data_path is not None:
-            from encoderlab.data.reader import index_source
+        if cfg.data_path is not None:  # fails early, one line, if unreadable or unlabelled
+            from encoderlab.data.importer import check_study_data
+            from encoderlab.progress import console
 
-            for split in ("train", "test"):
-                index_source(Path(cfg.data_path) / split)  # fails early, one line, if unreadable
-            return {"source": str(cfg.data_path)}
+            not_run = check_study_data(Path(cfg.data_path))
+            console.print("\n".join(not_run), highlight=False)
+            return {"source": str(cfg.data_path), "not_run": not_run}
         synthesize(cfg.world, cfg.data, stage.directory / "shards", progress=True)
         return {"source": "synthworld"}
 
