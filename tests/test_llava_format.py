@@ -164,3 +164,12 @@ def test_cli_llava_json_and_vmcbench_tsv(
     assert "wrote 16 conversations" in err and "wrote 4 items" in err
     assert len(read_llava_json(tmp_path / "l.json")) == 16
     assert len(load_table(clipart / "vmcbench-val.tsv")) == 4
+
+
+def test_sanity_check_asks_real_data_about_its_labels(clipart: Path) -> None:
+    from encoderlab.vlm.sanity import heldout_items
+
+    items = heldout_items(clipart, 8, image_size=64, split="test")
+    assert len(items) == 4  # before: "no sample supports a question"
+    for item, q in items:
+        assert q.answer == item["meta"]["category"] and sorted(q.options) == sorted(CATEGORIES)

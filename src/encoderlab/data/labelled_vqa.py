@@ -32,6 +32,7 @@ __all__ = [
     "DEFAULT_LABELS",
     "MIN_VALUES",
     "export_vmcbench",
+    "heldout_label_items",
     "label_question",
     "labelled_conversation",
     "vmcbench_items",
@@ -170,3 +171,28 @@ def export_vmcbench(
     items = vmcbench_items(samples, vocab, seed)
     write_table(items, Path(out))
     return Path(out), len(items)
+
+
+def heldout_label_items(
+    dataset: Any, n: int, seed: int = 0
+) -> list[tuple[dict[str, Any], Question]]:
+    """Up to ``n`` readable items of a ``SampleDataset`` with one label question each (the
+    VLM sanity check's held-out questions on real data), seeded by ``(seed, item index)``;
+    distractors come from these items' label values."""
+    samples = []
+    for i in range(len(dataset)):
+        if len(samples) >= n:
+            break
+        item = dataset[i]
+        if "skip" not in item:
+            samples.append((i, item))
+    vocab = vocabulary([item["meta"] for _, item in samples])
+    out = []
+    for i, item in samples:
+        rng = np.random.default_rng([seed, i])
+        for k in rng.permutation(len(vocab)):
+            q = label_question(list(vocab)[int(k)], item["meta"], rng, vocab)
+            if q is not None:
+                out.append((item, q))
+                break
+    return out

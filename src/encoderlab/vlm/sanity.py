@@ -63,6 +63,10 @@ def heldout_items(
             if q is not None:
                 items.append((item, q))
                 break
+    if not items:  # real data: questions about its labels (category, superclass)
+        from encoderlab.data.labelled_vqa import heldout_label_items
+
+        items = heldout_label_items(dataset, n, seed)
     if not items:
         raise DataError(f"{source}: no sample supports a question")
     return items
