@@ -231,6 +231,61 @@ def count_writes(into: Path, predicate: Callable[..., bool] = lambda *a: True) -
     return hook
 
 
+def _wrap_forward(on_call: Callable[[int], None]) -> None:
+    """In a child: call ``on_call(n)`` at the n-th training forward of the run (every trainer:
+    pretraining, LM stage 0, VLM stages 1 and 2, counted together)."""
+    from encoderlab.train import trainer
+
+    real_init = trainer.Trainer.__init__
+    calls = {"n": 0}
+
+    def init(self: Any, task: Any, *args: Any, **kwargs: Any) -> None:
+        real_init(self, task, *args, **kwargs)
+        forward = task.forward
+
+        def counted(inputs: Any) -> Any:
+            calls["n"] += 1
+            on_call(calls["n"])
+            return forward(inputs)
+
+        task.forward = counted
+
+    trainer.Trainer.__init__ = init
+
+
+def kill_in_step(k: int, delay: float) -> Callable:
+    """A hook: SIGKILL ``delay`` seconds after the k-th training step starts (so anywhere in
+    that step: forward, backward, optimizer, logging, a checkpoint save)."""
+
+    def hook() -> None:
+        import threading
+
+        def on_call(n: int) -> None:
+            if n == k:
+                threading.Timer(delay, os.kill, (os.getpid(), signal.SIGKILL)).start()
+
+        _wrap_forward(on_call)
+
+    return hook
+
+
+def count_steps(into: Path) -> Callable:
+    """A hook: count the run's training steps (all trainers) into ``into``."""
+
+    def hook() -> None:
+        _wrap_forward(lambda n: into.write_text(str(n)))
+
+    return hook
+
+
+def hooks(*each: Callable[[], None]) -> Callable[[], None]:
+    def hook() -> None:
+        for h in each:
+            h()
+
+    return hook
+
+
 def nan_loss_at(step: int) -> Callable:
     """A hook: the task's loss becomes NaN at training step ``step`` (0-based forward call)."""
 
@@ -353,11 +408,11 @@ class Bench:
         run = run_command(
             self.pretrain_argv(ref),
             self.work / "ref" / "pretrain.log",
-            hook=count_writes(counter, _in_checkpoints),
+            hook=hooks(count_writes(counter, _in_checkpoints), count_steps(counter.with_name("s"))),
         )
         assert run.rc == 0, run.stderr[-3000:]
         self.refs["pretrain"] = ref
-        self.refs["pretrain_seconds"] = run.seconds
+        self.refs["pretrain_steps"] = int(counter.with_name("s").read_text())
         self.refs["ckpt_writes"] = int(counter.read_text())
         counter_all = self.work / "ref" / "writes-all"
         again = run_command(
@@ -370,9 +425,10 @@ class Bench:
 
         if kinds & {"kill-vlm-stage", "malformed-benchmark-tsv"}:
             vlm = self.work / "ref" / "vlm" / "vlm"
-            run = run_command(self.vlm_argv(vlm), self.work / "ref" / "vlm.log")
+            steps = self.work / "ref" / "vlm-steps"
+            run = run_command(self.vlm_argv(vlm), self.work / "ref" / "vlm.log", count_steps(steps))
             assert run.rc == 0, run.stderr[-3000:]
-            self.refs["vlm"], self.refs["vlm_seconds"] = vlm, run.seconds
+            self.refs["vlm"], self.refs["vlm_steps"] = vlm, int(steps.read_text())
         if "kill-between-stages" in kinds:
             study = self.work / "ref" / "study"
             run = run_command(self.study_argv(study), self.work / "ref" / "study.log")
@@ -418,7 +474,16 @@ class Bench:
 
     def study_argv(self, out: Path) -> list[str]:
         # data -> pretrain/dino -> lm -> vlm/dino: every kind of stage that trains
-        return ["study", "run", "--preset", str(self.preset), "--out", str(out), "--only", "vlm"]
+        return [
+            "study",
+            "run",
+            "--preset",
+            str(self.preset),
+            "--out",
+            str(out),
+            "--only",
+            "vlm/dino",
+        ]
 
     def record(self, trial: Trial) -> None:
         self.trials.append(trial)
@@ -451,11 +516,12 @@ class Bench:
 
     def kill_pretrain(self, i: int) -> None:
         t = self.trial_dir("kill-pretrain", i)
-        delay = self.rng.uniform(0.0, self.refs["pretrain_seconds"])
+        k, delay = self.rng.randint(1, self.refs["pretrain_steps"]), self.rng.uniform(0, 0.05)
         out = t / "run"
-        first = run_command(self.pretrain_argv(out), t / "first.log", kill_after=delay)
-        steps = len(checkpoint_dirs(out / "checkpoints"))
-        point = f"SIGKILL at {delay:.2f} s ({steps} ckpts)" if first.killed else "finished first"
+        first = run_command(self.pretrain_argv(out), t / "first.log", kill_in_step(k, delay))
+        ckpts = len(checkpoint_dirs(out / "checkpoints"))
+        point = f"SIGKILL in step {k}/{self.refs['pretrain_steps']} +{1000 * delay:.0f} ms"
+        point += f" ({ckpts} ckpts)" if first.killed else " (finished first)"
         self._resume_pretrain("kill-pretrain", point, out, first, t)
 
     def kill_checkpoint_write(self, i: int) -> None:
@@ -564,10 +630,12 @@ class Bench:
         kind = "kill-vlm-stage"
         t = self.trial_dir(kind, i)
         out = t / "vlm"
-        delay = self.rng.uniform(0.0, self.refs["vlm_seconds"])
-        first = run_command(self.vlm_argv(out), t / "first.log", kill_after=delay)
-        stage = max((p.parent.parent.name for p in t.rglob("checkpoints/step_*")), default="-")
-        point = f"SIGKILL at {delay:.2f} s (in {stage})" if first.killed else "finished first"
+        k, delay = self.rng.randint(1, self.refs["vlm_steps"]), self.rng.uniform(0, 0.05)
+        first = run_command(self.vlm_argv(out), t / "first.log", kill_in_step(k, delay))
+        saved = sorted(t.rglob("checkpoints/step_*"), key=lambda p: p.stat().st_mtime_ns)
+        stage = saved[-1].parent.parent.name if saved else "-"  # train: the LM's stage 0
+        point = f"SIGKILL in step {k}/{self.refs['vlm_steps']} +{1000 * delay:.0f} ms"
+        point += f" (last ckpt in {stage})" if first.killed else " (finished first)"
         again = run_command(self.vlm_argv(out), t / "resume.log")
         ref = self.refs["vlm"]
         names = ["projector.safetensors", "lm/model.safetensors", "feature_stats.safetensors"]

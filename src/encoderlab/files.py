@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -197,13 +198,17 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def file_records(root: Path | str, exclude: tuple[str, ...] = ()) -> dict[str, dict[str, Any]]:
-    """Size and sha256 of every file under ``root`` (by relative path), for a record written
-    last that ``check_records`` verifies on load."""
+def file_records(
+    root: Path | str, exclude: tuple[str, ...] = (), include: Collection[str] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Size and sha256 of every file under ``root`` (by relative path; only under the top-level
+    names ``include`` if given), for a record written last that ``check_records`` verifies."""
     root = Path(root)
     records: dict[str, dict[str, Any]] = {}
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
+        if include is not None and rel.split("/", 1)[0] not in include:
+            continue
         if path.is_file() and rel not in exclude:
             records[rel] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
     return records

@@ -135,8 +135,7 @@ def save_vlm(
     # the checkpoint's own files: not the training stages' checkpoints or a study's markers
     # (stage.pending.json), which live in the same directory and go away later
     members = {"encoders", "lm", "projector.safetensors", FEATURE_STATS}
-    files = file_records(out, exclude=(VLM_JSON,))
-    record["files"] = {k: v for k, v in files.items() if k.split("/", 1)[0] in members}
+    record["files"] = file_records(out, include=members)
     write_json(record, out / VLM_JSON)
     return record
 
