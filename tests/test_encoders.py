@@ -348,3 +348,53 @@ def test_vlm_tower_reads_the_documented_grid(kind: str) -> None:
     assert tower.num_tokens == expected[1] and tower.grid**2 == expected[1]
     pooled = VisionTower([enc], tap_layer=-2, pool_tokens=4)(images)
     assert pooled.shape == (2, 4, expected[2])
+
+
+# -- the world's own text tokenizer (text.tokenizer: world) --------------------------------
+
+CAPTIONS = [
+    'A red fish next to the word "SALE"',
+    "photo of two blue cars and a small dog",
+    "a green star, a yellow star and a red star",
+    "the number 1234 on a sign",
+] * 5
+
+
+def test_world_tokenizer_layout_and_determinism() -> None:
+    from encoderlab.encoders.text import WorldTokenizer
+
+    tok = WorldTokenizer.train(CAPTIONS, vocab_size=160, context_length=12)
+    again = WorldTokenizer.train(CAPTIONS, vocab_size=160, context_length=12)
+    assert tok.to_json() == again.to_json()  # every DDP rank and a resumed run agree
+    ids = tok(["a red fish", "a red star " * 20, ""])
+    assert ids.shape == (3, 12) and ids.dtype == torch.long
+    assert (ids[:, 0] == tok.sot_token_id).all()
+    # OpenCLIP's layout: end of text is the largest id (its tower pools at the argmax) ...
+    assert tok.eot_token_id == 159 and int(ids.max()) == 159
+    assert (ids.argmax(1) == (ids != 0).sum(1) - 1).all()
+    assert ids[1, -1] == 159 and ids[2, 1] == 159 and ids[2, 2:].eq(0).all()  # ... then zeros
+    assert torch.equal(tok(["A RED FISH"]), tok(["a red fish"]))  # lower-cased, like CLIP's
+    back = WorldTokenizer.from_json(tok.to_json(), 160, 12)
+    assert torch.equal(back(CAPTIONS), tok(CAPTIONS))
+
+
+def test_world_tokenizer_tower_is_small_and_exact() -> None:
+    from encoderlab.encoders.text import ClipTextTower, TextConfig
+    from encoderlab.errors import EncoderlabError
+
+    cfg = TextConfig(width=64, layers=2, heads=2, context_length=16, tokenizer="world")
+    with pytest.raises(ConfigError):  # the default vocabulary is OpenCLIP's: set a size
+        parse_config(TextConfig, {"tokenizer": "openclip", "vocab_size": 1024})
+    cfg = cfg.model_copy(update={"vocab_size": 200})
+    torch.manual_seed(0)
+    tower = ClipTextTower(cfg, 32).eval()
+    assert tower.transformer.token_embedding.weight.shape == (200, 64)
+    assert tower.tokenizer_captions == 20_000 and tower.tokenizer_json() is None
+    with pytest.raises(EncoderlabError, match="not trained"):
+        tower.tokenize(["a red fish"])
+    tower.fit_tokenizer(CAPTIONS)
+    tokens = tower.tokenize(["a red fish", "two blue cars next to a green star and a dog"])
+    with torch.no_grad():  # row-only last block and cut padding: OpenCLIP's own forward
+        torch.testing.assert_close(
+            tower(tokens), tower.transformer(tokens["input_ids"]), rtol=1e-5, atol=1e-5
+        )

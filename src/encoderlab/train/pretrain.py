@@ -34,6 +34,7 @@ from encoderlab.train.snapshots import list_snapshots, save_snapshot, snapshot_e
 from encoderlab.train.trainer import Trainer
 
 DONE = "run.json"
+TOKENIZER = "text_tokenizer.json"  # a text tokenizer fitted on the run's captions, if any
 
 
 class PretrainConfig(StrictModel):
@@ -91,6 +92,7 @@ def pretrain(
         run_dir.mkdir(parents=True, exist_ok=True)
         write_json(run_config(objective, cfg, data), run_dir / "config.json")
         record_sibling_diffs(run_dir)
+    fit_text_tokenizer(task, dataset, run_dir if dist_info.is_main else None)
     every = snapshot_every(cfg.train.total_steps, cfg.train.checkpoint_every)
 
     def snapshot(step: int) -> None:  # the encoder alone, for the learning curves
@@ -133,6 +135,25 @@ def pretrain(
     return summary
 
 
+def fit_text_tokenizer(task: Objective, dataset: SampleDataset, run_dir: Path | None) -> None:
+    """Fit the text tokenizer on the first training captions where the objective asks for it
+    (``text.tokenizer: world``), on every rank alike (training is deterministic), and keep it in
+    ``run_dir`` for ``load_objective``; a resumed run must rebuild the very same one."""
+    n = min(task.tokenizer_captions, len(dataset))
+    if n == 0:
+        return
+    task.fit_tokenizer([dataset.caption(i) for i in range(n)])
+    state = task.tokenizer_json()
+    if run_dir is None or state is None:
+        return
+    path = run_dir / TOKENIZER
+    if path.is_file() and path.read_text() != state:
+        raise EncoderlabError(f"{path}: the run's tokenizer differs from the one its data gives")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(state)
+    tmp.replace(path)
+
+
 def _require_run(run_dir: Path, needs: str) -> Path:
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -160,6 +181,8 @@ def load_objective(run_dir: Path) -> Objective:
     obj_cfg = ObjectiveConfig.model_validate(conf["objective_config"])
     task = build_objective(conf["objective"], build_encoder(enc_cfg), obj_cfg)
     task.load_state_dict(load_file(str(run_dir / "objective.safetensors")))
+    if (run_dir / TOKENIZER).is_file():
+        task.load_tokenizer((run_dir / TOKENIZER).read_text())
     task.requires_grad_(False)
     return task.eval()
 
