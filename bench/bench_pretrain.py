@@ -16,9 +16,15 @@ Our trainer keeps freed host memory in the process (``encoderlab.train.host_memo
 last OpenCLIP row runs it with the same glibc settings (``MALLOC_*_`` environment variables),
 to show how much of the ratio that is.
 
-OpenCLIP's ViT has no conv stem, so the side-by-side rows use the tiny preset with the plain
-patchify ViT (``stem: patch``): the identical model. A last row times the preset as shipped
-(``stem: conv``) with our trainer, to show what the stem costs.
+The side-by-side rows run on the identical model, for each backbone in ``--archs`` (default:
+the shipped preset's and the ViT): a timm CNN goes into OpenCLIP through its model config
+(``vision_cfg.timm_model_name``, average pool, linear projection without bias: our
+``forward_head`` + ``image_proj``); the ViT is the tiny preset's with the plain patchify stem
+(OpenCLIP's ViT has no conv stem). Both sides use OpenCLIP's 49,408-token tokenizer there
+(OpenCLIP's synthetic captions come from it). A last row times the preset as shipped (its
+stem, its text tokenizer) with our trainer, to show what those cost or save.
+
+    .venv/bin/python bench/bench_pretrain.py --archs convnext_atto --objectives clip
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ from encoderlab.objectives import ObjectiveConfig, build_objective
 from encoderlab.precision import autocast, resolve_precision
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.host_memory import MALLOC_SETTINGS
-from encoderlab.train.pretrain import PretrainConfig, pretrain
+from encoderlab.train.pretrain import PretrainConfig, fit_text_tokenizer, pretrain
 
 OBJECTIVES = ("clip", "siglip", "clip-pretrained-text", "dino")
 OPENCLIP_RUNNER = """
@@ -55,18 +61,51 @@ main(sys.argv[2:])
 """
 
 
+TEXT_KEYS = ("width", "layers", "heads", "context_length", "vocab_size")
+
+
 def openclip_config(preset: dict) -> dict:
-    """OpenCLIP's model config for the preset's CLIP: the same ViT and text tower."""
+    """OpenCLIP's model config for the preset's CLIP: the same image tower and text tower."""
     enc = EncoderConfig(**preset["encoder"])
-    width, layers, heads = NAMED_SIZES[enc.size]
     clip = ObjectiveConfig(**preset["objective"]).clip
-    vision = {"image_size": enc.image_size, "patch_size": enc.patch_size, "layers": layers}
-    vision.update(width=width, head_width=width // heads)
+    if clip.text.tokenizer != "openclip":
+        raise ValueError(
+            "OpenCLIP's trainer tokenises with its own BPE: compare on tokenizer openclip"
+        )
+    if enc.arch != "vit":
+        if enc.timm_kwargs:
+            raise ValueError("OpenCLIP's timm tower takes no timm_kwargs")
+        vision = {"timm_model_name": enc.arch, "timm_model_pretrained": False}
+        vision.update(timm_pool="avg", timm_proj="linear", timm_proj_bias=False)
+        vision.update(image_size=enc.image_size)
+    else:
+        width, layers, heads = NAMED_SIZES[enc.size]
+        vision = {"image_size": enc.image_size, "patch_size": enc.patch_size, "layers": layers}
+        vision.update(width=width, head_width=width // heads)
+    text = clip.text.model_dump()
     return {
         "embed_dim": clip.embed_dim,
         "vision_cfg": vision,
-        "text_cfg": clip.text.model_dump(),
+        "text_cfg": {k: text[k] for k in TEXT_KEYS},
     }
+
+
+def comparable(shipped: dict, arch: str) -> dict:
+    """The shipped preset on ``arch`` as OpenCLIP can build it too: the ViT with the patchify
+    stem, OpenCLIP's tokenizer for the from-scratch text towers."""
+    encoder = {"image_size": shipped["encoder"]["image_size"], "seed": 0}
+    if arch == "vit":
+        vit = shipped["encoder"] if shipped["encoder"].get("arch", "vit") == "vit" else {}
+        encoder.update(size=vit.get("size", "tiny"), patch_size=vit.get("patch_size", 8))
+        encoder.update(stem="patch")
+    else:
+        encoder.update(arch=arch)
+    objective = {**shipped["objective"]}
+    for name in ("clip", "siglip"):
+        text = {**objective.get(name, {}).get("text", {})}
+        text.update(tokenizer="openclip", vocab_size=49408)
+        objective[name] = {**objective.get(name, {}), "text": text}
+    return {**shipped, "encoder": encoder, "objective": objective}
 
 
 def matmul_peak(seconds: float = 1.0, sizes: tuple[int, ...] = (1024, 2048)) -> float:
@@ -102,6 +141,7 @@ def flops_per_sample(objective: str, preset: dict, data: Path, batch: int) -> fl
         build_encoder(EncoderConfig(**preset["encoder"])),
         ObjectiveConfig(**preset["objective"]),
     )
+    fit_text_tokenizer(task, SampleDataset(refs), None)
     inputs = task.prepare_batch(sample, 0)
     counter = FlopCounterMode(display=False)
     with counter, autocast("auto", torch.device("cpu")):
@@ -198,56 +238,67 @@ def main() -> None:
         help="OpenCLIP / our clip pairs, run alternately: the ratio is their median (this "
         "machine's throughput drifts by 10-15%% between runs)",
     )
+    parser.add_argument(
+        "--archs",
+        default=None,
+        help="backbones compared with OpenCLIP, comma-separated (default: the shipped preset's "
+        "encoder.arch, then vit)",
+    )
     args = parser.parse_args()
     shipped = load_preset("tiny")
-    preset = {**shipped, "encoder": {**shipped["encoder"], "stem": "patch"}}  # = OpenCLIP's ViT
+    own = shipped["encoder"].get("arch", "vit")
+    archs = args.archs.split(",") if args.archs else list(dict.fromkeys([own, "vit"]))
     peak = matmul_peak()
     prec = resolve_precision("auto", torch.device("cpu"))
+    batch = shipped["pretrain"]["batch_size"]
     print(
-        f"{prec} matmul peak: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads), "
-        f"batch {preset['pretrain']['batch_size']}"
+        f"{prec} matmul peak: {peak:.0f} GFLOP/s ({torch.get_num_threads()} threads), batch {batch}"
     )
-    rows = []
+    rows, summaries = [], []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        batch = preset["pretrain"]["batch_size"]
-        pairs = []  # alternate the two trainers, so a drift of the machine hits both alike
-        for r in range(args.repeats):
-            pairs.append(
-                (
-                    openclip(args.steps, preset, out / f"openclip{r}"),
-                    ours("clip", preset, args.data, args.steps, out / f"clip{r}"),
+        for arch in archs:
+            preset = comparable(shipped, arch)
+            label = "ViT, patchify" if arch == "vit" else arch
+            pairs = []  # alternate the two trainers, so a drift of the machine hits both alike
+            for r in range(args.repeats):
+                pairs.append(
+                    (
+                        openclip(args.steps, preset, out / f"openclip-{arch}{r}"),
+                        ours("clip", preset, args.data, args.steps, out / f"clip-{arch}{r}"),
+                    )
                 )
+            ratios = sorted(c / o for o, c in pairs)
+            oc = statistics.median(o for o, _ in pairs)
+            oc_cfg = out / f"openclip-{arch}0" / "encoderlab-tiny.json"
+            oc_flops = openclip_flops_per_sample(oc_cfg, batch)
+            rows.append((f"[{label}] OpenCLIP trainer (clip)", oc, oc_flops, oc))
+            for name in args.objectives.split(","):
+                if name == "clip":
+                    rate = statistics.median(c for _, c in pairs)
+                else:
+                    rate = ours(name, preset, args.data, args.steps, out / arch)
+                flops = flops_per_sample(name, preset, args.data, batch)
+                rows.append((f"[{label}] encoderlab {name}", rate, flops, oc))
+            rate = openclip(args.steps, preset, out / f"openclip-malloc-{arch}", env=SAME_MALLOC)
+            rows.append((f"[{label}] OpenCLIP, our malloc", rate, oc_flops, oc))
+            summaries.append(
+                f"[{label}] clip / OpenCLIP over {len(ratios)} alternating pairs: median "
+                f"{statistics.median(ratios):.2f}x (each: {', '.join(f'{x:.2f}' for x in ratios)})"
             )
-        ratios = sorted(c / o for o, c in pairs)
-        oc = statistics.median(o for o, _ in pairs)
-        oc_flops = openclip_flops_per_sample(out / "openclip0" / "encoderlab-tiny.json", batch)
-        rows.append(("OpenCLIP trainer (clip)", oc, oc_flops))
-        for name in args.objectives.split(","):
-            if name == "clip":
-                rate = statistics.median(c for _, c in pairs)
-            else:
-                rate = ours(name, preset, args.data, args.steps, out)
-            rows.append(
-                (f"encoderlab {name}", rate, flops_per_sample(name, preset, args.data, batch))
-            )
-        rate = openclip(args.steps, preset, out / "openclip-malloc", env=SAME_MALLOC)
-        rows.append(("OpenCLIP, our malloc settings", rate, oc_flops))
-        if shipped["encoder"].get("stem", "patch") != "patch":
-            rate = ours("clip", shipped, args.data, args.steps, out / "shipped")
-            flops = flops_per_sample("clip", shipped, args.data, batch)
-            rows.append((f"encoderlab clip, {shipped['encoder']['stem']} stem", rate, flops))
+            if arch == own and comparable(shipped, arch) != shipped:
+                rate = ours("clip", shipped, args.data, args.steps, out / f"shipped-{arch}")
+                flops = flops_per_sample("clip", shipped, args.data, batch)
+                rows.append((f"[{label}] encoderlab clip, shipped preset", rate, flops, oc))
     print(
-        f"\n{'trainer':34} {'samples/s':>10} {'vs OpenCLIP':>12} {'GFLOP/sample':>13} {'util':>6}"
+        f"\n{'trainer':48} {'samples/s':>10} {'vs OpenCLIP':>12} {'GFLOP/sample':>13} {'util':>6}"
     )
-    for name, rate, flops in rows:
+    for name, rate, flops, oc in rows:
         util = rate * flops / 1e9 / peak
-        print(f"{name:34} {rate:10.1f} {rate / oc:11.2f}x {flops / 1e9:13.2f} {100 * util:5.1f}%")
-    print(
-        f"\nclip / OpenCLIP over {len(ratios)} alternating pairs: median "
-        f"{statistics.median(ratios):.2f}x (each: {', '.join(f'{x:.2f}' for x in ratios)}); "
-        "OpenCLIP and clip rows show the medians"
-    )
+        print(f"{name:48} {rate:10.1f} {rate / oc:11.2f}x {flops / 1e9:13.2f} {100 * util:5.1f}%")
+    print()
+    for line in summaries:
+        print(line + "; OpenCLIP and clip rows show the medians")
 
 
 if __name__ == "__main__":
