@@ -4,18 +4,25 @@ training loop's tensors on the training device."""
 from __future__ import annotations
 
 import io
+import json
 import multiprocessing
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
+import yaml
 from PIL import Image
 from torch import nn
 
+from encoderlab.config import load_preset
 from encoderlab.data.reader import EpochSampler, SampleDataset, collate, index_source
 from encoderlab.errors import DataError
+from encoderlab.precision import NATIVE_BF16_ENV
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.distributed import DistInfo
 from encoderlab.train.trainer import Trainer
@@ -139,3 +146,67 @@ def test_corrupt_sample_on_one_rank_leaves_the_gathered_batch_aligned(tmp_path: 
         for px, c in zip(pixels, captions, strict=True):  # row k of images is row k of texts
             assert tuple(int(v) for v in px) == colour(int(c))
         assert bad not in captions.tolist()
+
+
+# --- a study under torchrun ------------------------------------------------------------------
+
+STAGES = ["data", "pretrain/clip", "lm", "vlm/clip", "suite/clip"]  # what suite/clip needs
+DISTRIBUTED = {"pretrain/clip", "lm", "vlm/clip"}  # trained on every rank
+
+
+def _preset(tmp: Path) -> Path:
+    """The smoke study, smaller still: 4 pretraining steps, 2 suite items."""
+    preset = load_preset("smoke")
+    preset["data"].update(train=256, val=64, test=64, shard_size=128)
+    preset["pretrain"].update(samples=256, checkpoint_every=2, log_every=1)
+    preset["suite"].update(items=2)
+    path = tmp / "smaller.yaml"
+    path.write_text(yaml.safe_dump(preset))
+    return path
+
+
+def _study(out: Path, nproc: int) -> str:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", NATIVE_BF16_ENV: "0"}
+    cmd = [sys.executable, "-m"]
+    if nproc > 1:
+        cmd += ["torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m"]
+    cmd += ["encoderlab", "study", "run", "--preset", str(_preset(out.parent)), "--out", str(out)]
+    cmd += ["--only", "suite/clip"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+
+
+def _losses(path: Path) -> list[float]:
+    return [json.loads(r)["loss"] for r in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_torchrun_study_matches_one_process_and_runs_each_stage_once(tmp_path: Path) -> None:
+    """Two gloo ranks (fp32) give the one-process study's stages: same keys, same data, the
+    same losses to float rounding, the same suite answers; single-process stages run on rank 0
+    only, training stages on both, and each stage is announced once."""
+    one, two = tmp_path / "one", tmp_path / "two"
+    _study(one, 1)
+    log = _study(two, 2)
+    for name in STAGES:
+        a, b = (json.loads((d / name / "stage.json").read_text()) for d in (one, two))
+        assert a["hash"] == b["hash"], name
+        assert b["summary"]["ranks"] == ([0, 1] if name in DISTRIBUTED else [0]), name
+        assert "ranks" not in a["summary"]  # one process: nothing to record
+        assert log.count(f"] {name} (new)") == 1, name  # announced by rank 0 alone
+    shards = sorted((one / "data" / "shards").rglob("*.tar"))
+    assert shards and all(p.read_bytes() == (two / p.relative_to(one)).read_bytes() for p in shards)
+    assert not list(two.rglob("*.tmp"))  # every rank's temporaries renamed or removed
+    torch.testing.assert_close(
+        torch.tensor(_losses(two / "pretrain/clip/metrics.jsonl")),
+        torch.tensor(_losses(one / "pretrain/clip/metrics.jsonl")),
+        rtol=1e-4,
+        atol=0,
+    )
+    for stage in ("stage1", "stage2"):
+        a, b = (_losses(d / "vlm/clip" / stage / "metrics.jsonl") for d in (one, two))
+        torch.testing.assert_close(torch.tensor(b), torch.tensor(a), rtol=1e-3, atol=0)
+    a, b = (json.loads((d / "suite/clip/results.json").read_text()) for d in (one, two))
+    for bench, entry in a["benchmarks"].items():
+        assert b["benchmarks"][bench]["score"] == pytest.approx(entry["score"], abs=1e-9), bench

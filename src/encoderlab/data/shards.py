@@ -122,11 +122,16 @@ class _ShardTask:
     image_format: str
 
 
+def _tmp_name(path: Path) -> Path:
+    """A temporary name no other process uses (two ranks, or two runs, never share one)."""
+    return path.with_name(f"{path.name}.{os.getpid()}.tmp")
+
+
 def _write_shard(task: _ShardTask) -> tuple[int, int, int]:
     """Write samples ``[start, stop)`` to ``path`` atomically; return (shard, count, bytes)."""
     # Written under a .tmp name and renamed at the end: an interrupted run never leaves a half
     # shard that the reader (which only globs *.tar) would take for a complete one.
-    tmp = task.path.with_name(task.path.name + ".tmp")
+    tmp = _tmp_name(task.path)
     seen: set[str] = set()
     try:
         with open(tmp, "wb") as stream, wds.TarWriter(stream, encoder=False, mtime=TAR_MTIME) as tw:
@@ -215,7 +220,8 @@ def write_split(
         except BaseException:
             # The pool kills busy workers before they can remove their .tmp files.
             for task in tasks:
-                task.path.with_name(task.path.name + ".tmp").unlink(missing_ok=True)
+                for tmp in task.path.parent.glob(f"{task.path.name}.*.tmp"):
+                    tmp.unlink(missing_ok=True)
             raise
 
     shards = [
@@ -242,7 +248,7 @@ def write_manifest(
         splits=splits,
     )
     path = Path(out_dir) / MANIFEST_NAME
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = _tmp_name(path)
     tmp.write_text(json.dumps(manifest.model_dump(mode="json"), indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path

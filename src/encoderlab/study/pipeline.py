@@ -9,13 +9,14 @@ knob reruns exactly the stages downstream of it, and an interrupted study resume
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from encoderlab.errors import ConfigError
+from encoderlab.errors import ConfigError, EncoderlabError
 from encoderlab.progress import console
 from encoderlab.study import cache
 from encoderlab.study.config import StudyConfig
@@ -28,6 +29,9 @@ class Stage:
     config: dict[str, Any]
     run: Callable[[Stage], dict[str, Any] | None]
     inputs: list[Stage] = field(default_factory=list)
+    # Under torchrun a distributed stage (training) runs on every rank; the others run on
+    # rank 0 while the other ranks wait for its outputs.
+    distributed: bool = False
 
     @property
     def key(self) -> cache.StageKey:
@@ -108,27 +112,72 @@ class Study:
 
     def run(self, only: list[str] | None = None) -> dict[str, Any]:
         """Run every stage that is not done (or just ``only`` and their inputs); return
-        ``{stage: status}`` as found."""
-        with cache.study_lock(self.out):  # one study per directory (a second one refuses)
-            return self._run(only)
+        ``{stage: status}`` as found.
 
-    def _run(self, only: list[str] | None) -> dict[str, Any]:
+        Under torchrun every rank calls this: rank 0 holds the lock, decides each stage's
+        status (and wipes stale directories), runs the single-process stages and marks every
+        stage done; distributed stages run on every rank; no rank leaves a stage before its
+        outputs and ``stage.json`` exist."""
+        from encoderlab.train.distributed import Coordinator, DistInfo, init_distributed
+
+        info = init_distributed() if os.environ.get("WORLD_SIZE", "1") != "1" else DistInfo()
+        ranks = Coordinator(info)
+        if not info.is_main:
+            error = ranks.share()  # rank 0's lock: held, or why not
+            if error is not None:
+                raise cache.StudyLocked(error)
+            return self._run(only, info, ranks)
+        try:
+            lock = cache.study_lock(self.out)  # one study per directory (a second one refuses)
+            lock.__enter__()
+        except cache.StudyLocked as err:
+            ranks.share(str(err))
+            raise
+        try:
+            ranks.share(None)
+            return self._run(only, info, ranks)
+        finally:
+            lock.__exit__(None, None, None)
+
+    def _run(self, only: list[str] | None, info: Any, ranks: Any) -> dict[str, Any]:
+        main = info.is_main
+        say = console.print if main else (lambda *a, **k: None)
         found: dict[str, str] = {}
         start = time.perf_counter()
         stages = self.select(only) if only else self.stages
         for i, stage in enumerate(stages, 1):
             key = stage.key
-            state = cache.begin(stage.directory, key)
+            state = ranks.share(cache.begin(stage.directory, key) if main else None)
             found[stage.name] = state
             head = f"[{i}/{len(stages)}] {stage.name}"
             if state == "done":
-                console.print(f"{head}: done (cached)", highlight=False)
+                say(f"{head}: done (cached)", highlight=False)
                 continue
-            console.rule(f"{head} ({state})", align="left")
+            if main:
+                console.rule(f"{head} ({state})", align="left")
+            here = stage.distributed or main
             t0 = time.perf_counter()
-            summary = stage.run(stage) or {}
-            summary.setdefault("seconds", round(time.perf_counter() - t0, 2))
-            cache.finish(stage.directory, key, summary)
-            console.print(f"{head}: finished in {summary['seconds']:.0f} s", highlight=False)
-        console.print(f"study finished in {time.perf_counter() - start:.0f} s -> {self.out}")
+            summary: dict[str, Any] = {}
+            failed: str | None = None
+            if here:
+                try:
+                    summary = stage.run(stage) or {}
+                except BaseException as err:
+                    if stage.distributed or not info.distributed:
+                        raise  # torchrun stops the other ranks
+                    failed = f"{type(err).__name__}: {err}"
+                    ranks.gather(failed)  # let the waiting ranks go, then fail here
+                    raise
+            failures = [f for f in ranks.gather(failed if here else None) if f]
+            if failures:
+                raise EncoderlabError(f"{stage.name} failed on rank 0 ({failures[0]})")
+            ran = [r for r, flag in enumerate(ranks.gather(here)) if flag]
+            if main:
+                summary.setdefault("seconds", round(time.perf_counter() - t0, 2))
+                if info.distributed:
+                    summary["ranks"] = ran  # which ranks ran it (each stage once, or on all)
+                cache.finish(stage.directory, key, summary)
+                console.print(f"{head}: finished in {summary['seconds']:.0f} s", highlight=False)
+            ranks.share()  # no rank goes on before stage.json is written
+        say(f"study finished in {time.perf_counter() - start:.0f} s -> {self.out}")
         return found

@@ -95,7 +95,7 @@ def pretrain_stage(
         **pcfg.model_dump(mode="json", exclude={"objective"}),
         "objective_section": cfg.objective.model_dump(mode="json", include=own),
     }
-    return Stage(*_place(out, root, "pretrain", objective), config, run, [data])
+    return Stage(*_place(out, root, "pretrain", objective), config, run, [data], distributed=True)
 
 
 def control_stage(
@@ -229,10 +229,13 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
         from encoderlab.vlm.lm import load_lm, pretrain_lm
 
         world = read_world(split_dir(cfg, out, "train"), vcfg.stage0.examples, None, images=False)
-        root = pretrain_lm(vcfg, world, stage.directory)
+        from encoderlab.train.distributed import init_distributed
+
+        dist = init_distributed()  # stage 0 trains on every rank under torchrun
+        root = pretrain_lm(vcfg, world, stage.directory, dist_info=dist)
         precision = _training_precision(vcfg.stage0.train.precision)
         val = split_dir(cfg, out, "val")
-        if not val.is_dir():  # real data without a val split: no check, nothing to report
+        if not dist.is_main or not val.is_dir():  # the check: rank 0's; needs a val split
             return {"lm": str(root), "precision": precision}
         # does the LM read its picture slot? (held-out captions; shown in the report)
         heldout = read_world(val, CONTEXT_SAMPLES, None, images=False)
@@ -250,7 +253,7 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
         "mc_fraction": vcfg.mc_fraction,
         "seed": vcfg.seed,
     }
-    return Stage("lm", out / "lm", config, run, [data])
+    return Stage("lm", out / "lm", config, run, [data], distributed=True)
 
 
 def vlm_stage(
@@ -273,6 +276,10 @@ def vlm_stage(
             "train_seconds": record.get("seconds"),
             "precision": _vlm_precision(cfg),
         }
+        from encoderlab.train.distributed import init_distributed
+
+        if not init_distributed().is_main:  # trained on every rank; checked on rank 0
+            return summary
         try:  # does it use its image? Held-out questions with the real vs a blank image (the
             # report's VLM findings need it); real data without a val split has no such check
             sanity = image_sanity(
@@ -290,7 +297,7 @@ def vlm_stage(
         **cfg.vlm.model_dump(mode="json"),
         "scoring": cfg.suite.scoring,  # the sanity check's (the report reads it in this one)
     }
-    return Stage(*_place(out, root, "vlm", name), config, run, [lm, *encoders])
+    return Stage(*_place(out, root, "vlm", name), config, run, [lm, *encoders], distributed=True)
 
 
 ORACLE_QUESTIONS = 256  # held-out questions of the oracle VLM's check (as the VLMs' sanity)
@@ -303,6 +310,7 @@ def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
 
     def run(stage: Stage) -> dict[str, Any]:
         from encoderlab.files import write_json
+        from encoderlab.train.distributed import init_distributed
         from encoderlab.vlm.oracle import ORACLE_JSON, oracle_check
 
         data = split_dir(cfg, out, "train").parent  # the data set: train and val splits
@@ -314,12 +322,13 @@ def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
             ORACLE_QUESTIONS,
             scoring=cfg.suite.scoring,
         )
-        write_json(check, stage.directory / ORACLE_JSON)
+        if init_distributed().is_main:  # trained (and checked) on every rank; rank 0 writes
+            write_json(check, stage.directory / ORACLE_JSON)
         gain, precision = check["gain"], _vlm_precision(cfg)
         return {"uses_image": check["uses_image"], "gain": gain, "precision": precision}
 
     config = {"oracle": 1, **cfg.vlm.model_dump(mode="json"), "scoring": cfg.suite.scoring}
-    return Stage("vlm/oracle", out / "vlm" / "oracle", config, run, [lm])
+    return Stage("vlm/oracle", out / "vlm" / "oracle", config, run, [lm], distributed=True)
 
 
 def suite_stage(cfg: StudyConfig, out: Path, name: str, vlm: Stage, root: str = "") -> Stage:

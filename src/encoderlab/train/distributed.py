@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -52,3 +54,40 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+# A study's single-process stages (data, control, analysis, suite, report) run on rank 0 while
+# the other ranks wait; at the paper's scale that takes hours, far past the default collective
+# timeout (10 min for NCCL, 30 for gloo). The wait runs on a CPU (gloo) group of its own.
+COORDINATION_TIMEOUT = timedelta(days=7)
+
+
+class Coordinator:
+    """Rank 0 decides, every rank follows: the study's handshake between ranks.
+
+    One process (no torchrun): every call is the identity. Under torchrun: ``share`` sends rank
+    0's value to all ranks and ``gather`` collects one value per rank, over a gloo group with a
+    long timeout, so ranks can wait for rank 0 to finish a long single-process stage.
+    """
+
+    def __init__(self, info: DistInfo) -> None:
+        self.info = info
+        self.group = None
+        if info.distributed:
+            self.group = dist.new_group(backend="gloo", timeout=COORDINATION_TIMEOUT)
+
+    def share(self, value: Any = None) -> Any:
+        """Rank 0's ``value`` on every rank."""
+        if self.group is None:
+            return value
+        box = [value if self.info.is_main else None]
+        dist.broadcast_object_list(box, src=0, group=self.group)
+        return box[0]
+
+    def gather(self, value: Any) -> list[Any]:
+        """Every rank's ``value``, in rank order (on every rank)."""
+        if self.group is None:
+            return [value]
+        out: list[Any] = [None] * self.info.world_size
+        dist.all_gather_object(out, value, group=self.group)
+        return out

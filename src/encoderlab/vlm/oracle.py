@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from encoderlab.train.distributed import DistInfo
+from encoderlab.train.distributed import init_distributed
 from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.data import read_world, train_split
 from encoderlab.vlm.lm import load_lm, pretrain_lm
@@ -100,7 +100,12 @@ def train_oracle_vlm(
     model, its template and the stages' summaries."""
     need = max(cfg.image_examples, cfg.stage0.examples if cfg.lm_path is None else 0)
     world = read_world(train_split(data), need, None, images=False)
-    lm_dir = Path(cfg.lm_path) if cfg.lm_path else pretrain_lm(cfg, world, Path(lm_cache)) / "lm"
+    dist = init_distributed()  # under torchrun the stages train data-parallel, as train_vlm
+    lm_dir = (
+        Path(cfg.lm_path)
+        if cfg.lm_path
+        else pretrain_lm(cfg, world, Path(lm_cache), progress, dist) / "lm"
+    )
     lm, tokenizer = load_lm(lm_dir)
     oracle.stats = None
     features = oracle.features(world.metas[: cfg.image_examples])
@@ -109,7 +114,7 @@ def train_oracle_vlm(
         features = standardize(features, *oracle.stats)
     model = model_for_features(oracle.dim, 1, lm, tokenizer, cfg.seed)
     template = Template(tokenizer, GRID * GRID, cfg.max_text_tokens)
-    stages = train_stages(model, features, template, world, cfg, Path(out), DistInfo(), progress)
+    stages = train_stages(model, features, template, world, cfg, Path(out), dist, progress)
     model.requires_grad_(False)
     return model.eval(), template, stages
 
