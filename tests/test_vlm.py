@@ -459,6 +459,12 @@ def test_encoders_that_do_not_fit(root: Path, trained: dict, tmp_path: Path) -> 
     for name in ("encoder.safetensors", "encoder.json"):
         shutil.copyfile(wide / name, ckpt / "encoders" / "0" / name)
     with pytest.raises(EncoderlabError) as err:
+        load(ckpt)  # the swapped files no longer match the record in vlm.json
+    _one_line(err, ckpt, "damaged VLM checkpoint", "encoders/0/encoder")
+    record = json.loads((ckpt / "vlm.json").read_text())
+    del record["files"]  # as a checkpoint from before file records: the projector says so
+    (ckpt / "vlm.json").write_text(json.dumps(record))
+    with pytest.raises(EncoderlabError) as err:
         load(ckpt)
     _one_line(err, ckpt / "projector.safetensors")
 

@@ -60,7 +60,7 @@ def test_a_damaged_vlm_is_one_line_and_training_again_rebuilds_it(
     path.write_bytes(bytes(data))
     with pytest.raises(EncoderlabError) as err:
         load(vlm_dir)
-    assert str(err.value) == f"{vlm_dir}: damaged VLM checkpoint ({name} fails its checksum)"
+    assert str(err.value) == f"{vlm_dir}: damaged VLM checkpoint ({name}: checksum mismatch)"
     root = vlm_dir.parent
     again = train_vlm([root / "enc"], root / "data", vlm_dir, VLMConfig.smoke(), root / "lm", False)
     assert "damaged VLM checkpoint" in capsys.readouterr().err

@@ -220,10 +220,10 @@ def check_records(root: Path | str, records: dict[str, dict[str, Any]]) -> str |
     for rel, want in records.items():
         path = root / rel
         if not path.is_file():
-            return f"{rel} is missing"
+            return f"{rel}: missing"
         size = path.stat().st_size
         if size != want.get("bytes"):
-            return f"{rel} has {size} bytes, {want.get('bytes')} expected"
+            return f"{rel}: {size} bytes, {want.get('bytes')} expected"
         if _sha256(path) != want.get("sha256"):
-            return f"{rel} fails its checksum"
+            return f"{rel}: checksum mismatch"
     return None

@@ -183,21 +183,21 @@ def _read_verified(path: Path) -> dict[str, bytes]:
         manifest = json.loads(manifest_path.read_text())
         expected = manifest["files"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{manifest_path}: unreadable ({type(err).__name__})") from None
+        raise CheckpointError(f"{MANIFEST} unreadable ({type(err).__name__})") from None
     out: dict[str, bytes] = {}
     for name in (*WEIGHT_FILES, STATE):
         file = path / name
         if name not in expected:
-            raise CheckpointError(f"{path}: {name} is not in its manifest")
+            raise CheckpointError(f"{name} is not in {MANIFEST}")
         try:
             data = file.read_bytes()
         except FileNotFoundError:
-            raise CheckpointError(f"{file}: missing") from None
+            raise CheckpointError(f"{name} is missing") from None
         want = expected[name]
         if len(data) != want.get("bytes"):
-            raise CheckpointError(f"{file}: {len(data)} bytes, {want.get('bytes')} expected")
+            raise CheckpointError(f"{name} has {len(data)} bytes, {want.get('bytes')} expected")
         if _digest(data) != want.get("sha256"):
-            raise CheckpointError(f"{file}: checksum mismatch (damaged)")
+            raise CheckpointError(f"{name} fails its checksum")
         out[name] = data
     return out
 
@@ -207,7 +207,7 @@ def _read_legacy(path: Path) -> dict[str, bytes]:
     for name in (*WEIGHT_FILES, STATE):
         file = path / name
         if not file.is_file():
-            raise CheckpointError(f"{path}: incomplete (no {MANIFEST}, no {name})")
+            raise CheckpointError(f"incomplete (no {MANIFEST}, no {name})")
         out[name] = file.read_bytes()
         try:
             if name == STATE:
@@ -217,7 +217,7 @@ def _read_legacy(path: Path) -> dict[str, bytes]:
                     list(f.keys())
         except (ValueError, SafetensorError, UnicodeDecodeError) as err:
             first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"{file}: damaged ({first})") from None
+            raise CheckpointError(f"{name} is damaged ({first})") from None
     return out
 
 
@@ -254,21 +254,23 @@ def resume_checkpoint(ckpt_root: Path) -> tuple[Path | None, str | None]:
     path, damaged = find_checkpoint(ckpt_root)
     if not damaged:
         return path, None
-    why = "; ".join(f"{d.name}: {reason}" for d, reason in damaged)
+    why = ", ".join(f"{d.name} ({reason})" for d, reason in damaged)
     if path is None:
         raise CheckpointError(
-            f"no intact checkpoint in {ckpt_root} ({why}); nothing was deleted: move the "
+            f"no intact checkpoint in {ckpt_root}: {why}; nothing was deleted: move the "
             "directory aside to train from scratch"
         )
-    names = ", ".join(d.name for d, _ in damaged)
-    return path, f"skipped damaged checkpoint {names} ({why}); resuming from {path.name}"
+    return path, f"damaged checkpoint {why} in {ckpt_root}; resuming from {path.name}"
 
 
 def load_checkpoint(
     path: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None
 ) -> dict[str, Any]:
     """Restore model, optimizer and RNG from ``path`` (verified first); return the JSON state."""
-    files = _read_verified(path)
+    try:
+        files = _read_verified(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     state = json.loads(files[STATE])
     model.load_state_dict(load_safetensors(files["model.safetensors"]))
     if optimizer is not None:
