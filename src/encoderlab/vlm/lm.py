@@ -100,7 +100,9 @@ def load_lm(path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]
     except (OSError, ValueError, KeyError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ConfigError(f"{path}: not a Hugging Face causal LM ({first})") from None
-    if prepare_tokenizer(tokenizer):
+    # grow the embeddings only past their rows: Qwen's 151,936 rows already leave room for
+    # added tokens (resizing to len(tokenizer) would cut them)
+    if prepare_tokenizer(tokenizer) and len(tokenizer) > lm.get_input_embeddings().num_embeddings:
         lm.resize_token_embeddings(len(tokenizer))
     lm.config.pad_token_id = tokenizer.pad_token_id
     lm.generation_config.pad_token_id = tokenizer.pad_token_id
