@@ -73,6 +73,12 @@ def _flip_byte(path: Path, offset: int = -5) -> None:
         pytest.param(lambda d: (d / "rng.safetensors").write_bytes(b""), id="zero-bytes"),
         pytest.param(lambda d: (d / "state.json").unlink(), id="missing-file"),
         pytest.param(lambda d: (d / "manifest.json").write_text("{"), id="bad-manifest"),
+        pytest.param(
+            lambda d: (d / "manifest.json").write_text(
+                (d / "manifest.json").read_text().replace('"step": 12', '"step": 13')
+            ),
+            id="manifest-of-another-step",
+        ),
     ],
 )
 def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(
@@ -106,13 +112,15 @@ def test_no_intact_checkpoint_is_one_line_and_deletes_nothing(tmp_path: Path) ->
 
 
 def test_a_checkpoint_from_before_manifests_still_resumes(
-    full_state: dict[str, torch.Tensor], tmp_path: Path
+    full_state: dict[str, torch.Tensor], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     root = _cut(tmp_path)
     for d in checkpoint_dirs(root):
         (d / "manifest.json").unlink()
     assert latest_checkpoint(root) == root / "step_00000012"
     _resume_equals(tmp_path, full_state)
+    notice = [line for line in capsys.readouterr().err.splitlines() if "manifest" in line]
+    assert len(notice) == 1 and "step_00000012" in notice[0], notice
 
 
 def _fill_disk_after(monkeypatch: pytest.MonkeyPatch, writes: int, code: int = errno.ENOSPC):

@@ -182,8 +182,11 @@ def _read_verified(path: Path) -> dict[str, bytes]:
     try:
         manifest = json.loads(manifest_path.read_text())
         expected = manifest["files"]
+        step = manifest["step"]
     except (ValueError, KeyError, TypeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{MANIFEST} unreadable ({type(err).__name__})") from None
+    if step != _step(path):
+        raise CheckpointError(f"{MANIFEST} is for step {step}")
     out: dict[str, bytes] = {}
     for name in (*WEIGHT_FILES, STATE):
         file = path / name
@@ -252,7 +255,13 @@ def resume_checkpoint(ckpt_root: Path) -> tuple[Path | None, str | None]:
     Raises ``CheckpointError`` when checkpoints exist but none is intact (nothing is deleted).
     """
     path, damaged = find_checkpoint(ckpt_root)
+    unverified = path is not None and not (path / MANIFEST).is_file()
     if not damaged:
+        if unverified:  # from before manifests, or its manifest was lost: say so
+            return path, (
+                f"checkpoint {path.name} in {ckpt_root} has no {MANIFEST} (older encoderlab, "
+                f"or damaged); its files parse, resuming from it"
+            )
         return path, None
     why = ", ".join(f"{d.name} ({reason})" for d, reason in damaged)
     if path is None:
