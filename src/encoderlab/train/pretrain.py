@@ -24,7 +24,7 @@ from encoderlab.config import StrictModel, config_hash
 from encoderlab.data.reader import SampleDataset, collate, index_source
 from encoderlab.encoders.vit import EncoderConfig, VisionEncoder, build_encoder
 from encoderlab.errors import EncoderlabError
-from encoderlab.files import save_weights, write_json
+from encoderlab.files import save_weights, write_json, write_text
 from encoderlab.objectives import Objective, ObjectiveConfig, build_objective
 from encoderlab.precision import precision_record
 from encoderlab.train.config import TrainConfig
@@ -149,9 +149,7 @@ def fit_text_tokenizer(task: Objective, dataset: SampleDataset, run_dir: Path | 
     path = run_dir / TOKENIZER
     if path.is_file() and path.read_text() != state:
         raise EncoderlabError(f"{path}: the run's tokenizer differs from the one its data gives")
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(state)
-    tmp.replace(path)
+    write_text(path, state)  # atomic, under a temporary name of this process: ranks race
 
 
 def _require_run(run_dir: Path, needs: str) -> Path:
