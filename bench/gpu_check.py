@@ -219,7 +219,11 @@ def part_curve(args: argparse.Namespace, data: Path, device: torch.device) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Peer: the same micro run on the CPU in fp32 (the loss curve); the GPU's "
+        "data-sheet dense bf16 peak (MFU).",
+    )
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--micro", action="store_true", help="micro sizes (a CPU test)")
     parser.add_argument("--steps", type=int, default=30, help="pretraining steps per objective")
