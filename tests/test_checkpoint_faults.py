@@ -181,8 +181,10 @@ def test_a_killed_save_leaves_a_temporary_directory_that_the_next_save_removes(
     partial = root / ".step_00000012.tmp"  # what kill -9 during a save leaves
     shutil.copytree(root / "step_00000008", partial)
     (partial / "manifest.json").unlink()
+    pointer = root / ".latest.4242.tmp"  # or, killed while replacing `latest`
+    pointer.write_text('{"path": "step_0')
     _resume_equals(tmp_path, full_state)
-    assert not partial.exists()
+    assert not partial.exists() and not pointer.exists()
 
 
 def test_write_bytes_on_a_full_disk_leaves_the_old_file_and_no_temporary(

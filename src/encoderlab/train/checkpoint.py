@@ -125,8 +125,11 @@ def save_checkpoint(
     needed = sum(len(d) for d in files.values())
     try:
         ckpt_root.mkdir(parents=True, exist_ok=True)
-        for stale in ckpt_root.glob(".step_*.tmp"):  # left by a killed save
-            shutil.rmtree(stale, ignore_errors=True)
+        for stale in ckpt_root.glob(".*.tmp"):  # left by a killed save (a step, `latest`)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
         tmp.mkdir()
         for name, data in files.items():
             write_bytes(tmp / name, data)
