@@ -89,7 +89,8 @@ def code_sizes(ranks: int) -> Scale:
 
 
 def host_rows(s: Scale) -> list[tuple[str, float, float]]:
-    """(what, GiB per rank now, GiB per rank with the on-disk feature cache)."""
+    """(what, GiB per rank with features in RAM (before), GiB per rank now: features in one
+    memory-mapped file per node (``vlm.pipeline.shared_features``), a step's rows resident)."""
     images = s.image_examples * 3 * s.image_side**2  # uint8, TrainWorld.images
     features = s.image_examples * s.image_tokens * s.vision_dim * 4  # fp32, encode_images
     # ExampleDataset keeps Python lists of ints: ~36 bytes per token (int object + pointer),
@@ -97,7 +98,7 @@ def host_rows(s: Scale) -> list[tuple[str, float, float]]:
     tokens = s.examples * s.text_tokens * 0.5 * 36 * 2  # conversations fill ~half the budget
     batch_features = s.global_batch // s.ranks * s.image_tokens * s.vision_dim * 4
     return [
-        ("decoded images (uint8, every rank)", images / GIB, 0.0),
+        ("decoded images (uint8, every rank, until encoded)", images / GIB, images / GIB),
         ("image features (fp32 [N, T, D], every rank)", features / GIB, batch_features / GIB),
         ("tokenised conversations (Python lists)", tokens / GIB, tokens / GIB),
     ]
@@ -167,7 +168,7 @@ def main(argv: list[str] | None = None) -> str:
         "",
         "Host memory per rank (GiB):",
         "",
-        table(host_rows(s), ("what", "now (in RAM)", "feature cache on disk (memmap)")),
+        table(host_rows(s), ("what", "features in RAM (before)", "now: memory-mapped cache")),
         "",
     ]
     for strategy, title in (

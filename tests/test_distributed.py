@@ -12,6 +12,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
@@ -210,3 +211,29 @@ def test_torchrun_study_matches_one_process_and_runs_each_stage_once(tmp_path: P
     a, b = (json.loads((d / "suite/clip/results.json").read_text()) for d in (one, two))
     for bench, entry in a["benchmarks"].items():
         assert b["benchmarks"][bench]["score"] == pytest.approx(entry["score"], abs=1e-9), bench
+
+
+def test_feature_cache_is_the_towers_features_whichever_rank_encodes_them(tmp_path: Path) -> None:
+    from encoderlab.encoders.vit import EncoderConfig
+    from encoderlab.train.pretrain import load_encoder
+    from encoderlab.vlm.checkpoint import write_encoder_run
+    from encoderlab.vlm.pipeline import shared_features
+    from encoderlab.vlm.vision import VisionTower, encode_images
+
+    run = write_encoder_run(
+        EncoderConfig(size="micro", image_size=32, patch_size=8), tmp_path / "e"
+    )
+    tower = VisionTower([load_encoder(run)], -2)
+    gen = torch.Generator().manual_seed(0)
+    images = [
+        torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=gen) for _ in range(5)
+    ]
+    want = encode_images(tower, images, batch_size=2, progress=False)
+    one = shared_features(tower, images, tmp_path / "one.npy", DistInfo(), False, batch_size=2)
+    assert torch.equal(one, want)  # one process: the same batches, the same bits
+    # two ranks (no process group: their barriers are no-ops, so they can take turns here)
+    path = tmp_path / "two.npy"
+    for rank in (0, 1):
+        two = shared_features(tower, images, path, DistInfo(rank, 2), False, batch_size=2)
+    torch.testing.assert_close(two, want, rtol=1e-5, atol=1e-5)
+    assert np.load(path, mmap_mode="r").shape == tuple(want.shape)  # on disk, mapped

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from encoderlab.errors import ConfigError
 from encoderlab.files import write_json
 from encoderlab.precision import precision_record
-from encoderlab.progress import console
+from encoderlab.progress import console, make_progress
 from encoderlab.train.distributed import DistInfo, barrier, init_distributed
 from encoderlab.train.pretrain import load_encoder
 from encoderlab.train.trainer import Trainer
@@ -38,7 +39,7 @@ from encoderlab.vlm.lm import lm_info, load_lm, pretrain_lm
 from encoderlab.vlm.model import VLMModel, build_model
 from encoderlab.vlm.tasks import VLMStageTask
 from encoderlab.vlm.template import Template
-from encoderlab.vlm.vision import VisionTower, encode_images, feature_stats, standardize
+from encoderlab.vlm.vision import VisionTower, feature_stats, standardize
 
 __all__ = ["train_stages", "train_vlm"]
 
@@ -56,6 +57,45 @@ def _finished(out: Path, cfg: VLMConfig, encoder_dirs: list[Path]) -> dict[str, 
         e.get("run_dir") for e in record.get("encoders", [])
     ] == [str(d) for d in encoder_dirs]
     return record if same else None
+
+
+FEATURES = "features.npy"  # the feature cache of a VLM being trained (removed when done)
+
+
+@torch.no_grad()
+def shared_features(
+    tower: VisionTower,
+    images: Sequence[torch.Tensor],
+    path: Path,
+    dist: DistInfo,
+    progress: bool = True,
+    batch_size: int = 128,
+) -> torch.Tensor:
+    """The tower's features ``[N, T, D]`` (fp32) of ``images``, in one memory-mapped file.
+
+    Rank ``r`` of ``W`` encodes images ``r, r+W, ...`` (in batches of ``batch_size``; one
+    process encodes them in order, as ``encode_images``) into ``path``; then every rank maps
+    the whole file copy-on-write. The features are computed once per node instead of once per
+    rank, and held once, by the page cache, instead of in every rank's memory."""
+    shape = (len(images), tower.num_tokens, tower.dim)
+    if dist.is_main:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape).flush()
+    barrier()
+    rows = np.load(path, mmap_mode="r+")
+    mine = list(range(dist.rank, len(images), dist.world_size))
+    with make_progress(progress and dist.is_main) as bar:
+        task = bar.add_task("image features", total=len(mine)) if bar is not None else None
+        for start in range(0, len(mine), batch_size):
+            chunk = mine[start : start + batch_size]
+            batch = torch.stack([images[i] for i in chunk])
+            rows[chunk] = tower(batch).float().cpu().numpy()
+            if bar is not None:
+                bar.update(task, advance=len(chunk))
+    rows.flush()
+    del rows
+    barrier()  # every rank's rows are on disk
+    return torch.from_numpy(np.load(path, mmap_mode="c"))
 
 
 def _last_metrics(run_dir: Path) -> dict[str, Any]:
@@ -177,7 +217,8 @@ def train_vlm(
         )
     template = Template(tokenizer, tower.num_tokens, cfg.max_text_tokens)
     model = build_model(tower, lm, tokenizer, cfg.seed)
-    features = encode_images(tower, world.images, progress=progress and dist.is_main)
+    features = shared_features(tower, world.images, out / FEATURES, dist, progress)
+    world.images = []  # the features are all the stages read: the decoded images can go
     if cfg.standardize_features:
         tower.set_feature_stats(*feature_stats(features))
         features = standardize(features, tower.feature_mean, tower.feature_std)
@@ -195,4 +236,6 @@ def train_vlm(
     if dist.is_main:
         record = save_vlm(out, dirs, model, tokenizer, cfg, info, tower)
     barrier()
+    if dist.is_main:  # a resumed run encodes again; a finished one never needs them
+        (out / FEATURES).unlink(missing_ok=True)
     return record or json.loads((out / VLM_JSON).read_text())
