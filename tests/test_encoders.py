@@ -320,6 +320,7 @@ def test_cnn_feature_stage_picks_the_vlm_grid() -> None:
         ({"arch": "convnext_atto", "feature_stage": -5}, "encoder.feature_stage", "has 4 stages"),
         ({"arch": "resnet18", "timm_kwargs": {"bogus": 1}}, "encoder.timm_kwargs", "bogus"),
         ({"timm_kwargs": {"depths": [1]}}, "encoder.timm_kwargs", "only a CNN"),
+        ({"arch": "convnext_atto", "norm": "batch"}, "encoder", "for a ResNet"),
     ],
 )
 def test_bad_arch_or_stage_is_a_one_line_config_error(cfg: dict, key: str, needle: str) -> None:

@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 from encoderlab.encoders import EncoderConfig, build_encoder
+from encoderlab.encoders.cnn import GlobalBatchNorm2d
 from encoderlab.errors import ConfigError
 from encoderlab.objectives import Objective, ObjectiveConfig, build_objective
 from encoderlab.objectives.dino_loss import DinoLoss
@@ -53,6 +54,8 @@ ENCODERS = {
         "image_size": 32,
     },
 }
+# ... and the ResNet with BatchNorm over the global batch (encoder.norm: batch)
+ENCODERS["resnet-bn"] = {**ENCODERS["resnet"], "norm": "batch"}
 
 
 def make(name: str, cfg: ObjectiveConfig = CFG, arch: str = "vit") -> Objective:
@@ -368,7 +371,7 @@ def test_two_ranks_at_half_batch_equal_one_process(tmp_path: Path, arch: str) ->
             torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=atol, msg=key)
 
 
-@pytest.mark.parametrize("arch", ["convnext", "resnet"])
+@pytest.mark.parametrize("arch", ["convnext", "resnet", "resnet-bn"])
 def test_cnn_param_groups_decay_convs_not_norms(arch: str) -> None:
     obj = make("clip", arch=arch)
     groups = {g["name"]: g for g in obj.param_groups(0.2)}
@@ -379,10 +382,29 @@ def test_cnn_param_groups_decay_convs_not_norms(arch: str) -> None:
     norms = [
         n
         for n, m in obj.encoder.net.named_modules()
-        if isinstance(m, torch.nn.GroupNorm | torch.nn.LayerNorm)
+        if isinstance(m, torch.nn.GroupNorm | torch.nn.LayerNorm | torch.nn.BatchNorm2d)
     ]
     assert convs and norms
     assert all(f"encoder.net.{n}.weight" in decay for n in convs)
     assert all(f"encoder.net.{n}.weight" in no_decay for n in norms)
-    # no batch statistics anywhere: DDP ranks and DINO's crops see per-sample features
-    assert not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in obj.modules())
+    # batch statistics only where asked for, and then over the global batch
+    batchnorms = [m for m in obj.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if arch == "resnet-bn":
+        assert batchnorms and all(isinstance(m, GlobalBatchNorm2d) for m in batchnorms)
+    else:
+        assert not batchnorms
+
+
+def test_dino_teacher_keeps_its_own_batch_statistics() -> None:
+    """With BatchNorm in the backbone, DINO's teacher normalises with its own batch statistics
+    (its BN layers train, nothing else does) and evaluates with its own running statistics."""
+    obj = make("dino", arch="resnet-bn").train()
+    teacher_bn = [m for m in obj.teacher.backbone.modules() if isinstance(m, GlobalBatchNorm2d)]
+    assert teacher_bn and all(m.training for m in teacher_bn)
+    assert not obj.teacher.training and not obj.teacher.head.training
+    before = teacher_bn[0].running_mean.clone()
+    images, texts, ids = data(4)
+    obj(obj.prepare(images, texts, ids, step=0))
+    assert not torch.equal(before, teacher_bn[0].running_mean)
+    obj.eval()
+    assert not any(m.training for m in teacher_bn)

@@ -15,10 +15,12 @@ objectives instead of a ViT (``encoder.arch``). The network is built by
 * the VLM's grid: the stage ``encoder.feature_stage`` (-2, the penultimate, as LLaVA reads the
   penultimate ViT block) through ``token_layer`` / ``token_grid`` / ``token_dim``.
 
-Normalisation must not depend on the batch (DDP ranks and DINO's crops must see per-sample
-features, and a 2-rank run must follow the 1-rank trajectory): ConvNeXt has LayerNorm already;
-ResNet's BatchNorm is replaced by GroupNorm (Wu & He 2018, 32 groups) through timm's
-``norm_layer`` argument.
+Normalisation must keep a 2-rank run on the 1-rank trajectory: ConvNeXt has LayerNorm already;
+ResNet's BatchNorm is replaced through timm's ``norm_layer`` argument by GroupNorm (Wu & He
+2018, 32 groups; ``encoder.norm: group``, no batch statistics) or by BatchNorm over the global
+batch (``encoder.norm: batch``: ``GlobalBatchNorm2d``, SyncBatchNorm's statistics on CPUs too),
+as the ResNets of CLIP and DINO were trained (DINO: SyncBatchNorm, the teacher's from its own
+batch). With labels, GroupNorm learns far slower here in the first hundred steps.
 """
 
 from __future__ import annotations
@@ -30,12 +32,14 @@ from typing import Any
 
 import timm
 import torch
+import torch.distributed as dist
+import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
 from encoderlab.encoders.vit import CNN_FAMILIES, EncoderConfig, TapKind, seeded
 from encoderlab.errors import ConfigError
 
-__all__ = ["CNN_FAMILIES", "CnnEncoder", "GroupNorm32", "cnn_stage_count"]
+__all__ = ["CNN_FAMILIES", "CnnEncoder", "GlobalBatchNorm2d", "GroupNorm32", "cnn_stage_count"]
 
 
 class GroupNorm32(nn.GroupNorm):
@@ -48,10 +52,46 @@ class GroupNorm32(nn.GroupNorm):
         super().__init__(groups, num_channels, eps=eps, affine=affine)
 
 
-def _create(arch: str, timm_kwargs: dict[str, Any], drop_path: float = 0.0) -> nn.Module:
+def _world_size() -> int:
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+class GlobalBatchNorm2d(nn.BatchNorm2d):
+    """BatchNorm over the global batch: under DDP the statistics are all-reduced over the ranks
+    (with gradients), so a 2-rank run follows the 1-rank trajectory; what ``SyncBatchNorm`` does
+    on GPUs (it refuses CPU tensors). Running statistics as ``nn.BatchNorm2d`` (eval mode).
+    One process: ``nn.BatchNorm2d`` itself."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        world = _world_size()
+        if world == 1 or not self.training:
+            return super().forward(x)
+        xf = x.float()
+        count = xf.numel() / xf.shape[1] * world
+        mean = dist_nn.all_reduce(xf.sum((0, 2, 3))) / count
+        centred = xf - mean[None, :, None, None]
+        var = dist_nn.all_reduce(centred.square().sum((0, 2, 3))) / count
+        with torch.no_grad():
+            self.num_batches_tracked.add_(1)
+            m = (
+                self.momentum
+                if self.momentum is not None
+                else 1.0 / float(self.num_batches_tracked)
+            )
+            self.running_mean.lerp_(mean.detach(), m)
+            self.running_var.lerp_(var.detach() * count / max(count - 1, 1), m)
+        out = centred * torch.rsqrt(var + self.eps)[None, :, None, None]
+        out = out * self.weight[None, :, None, None] + self.bias[None, :, None, None]
+        return out.to(x.dtype)
+
+
+def _create(
+    arch: str, timm_kwargs: dict[str, Any], drop_path: float = 0.0, norm: str = "group"
+) -> nn.Module:
     kw: dict[str, Any] = dict(pretrained=False, num_classes=0, drop_path_rate=drop_path)
     if arch.startswith("resnet"):
-        kw["norm_layer"] = GroupNorm32  # no batch statistics: per-sample features, DDP-exact
+        # group: no batch statistics (per-sample features); batch: over the global batch
+        kw["norm_layer"] = GroupNorm32 if norm == "group" else GlobalBatchNorm2d
     return timm.create_model(arch, **kw, **timm_kwargs)
 
 
@@ -78,7 +118,7 @@ class CnnEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         with seeded(cfg.seed):
-            net = _create(cfg.arch, cfg.timm_kwargs, cfg.drop_path)
+            net = _create(cfg.arch, cfg.timm_kwargs, cfg.drop_path, cfg.norm)
         if not hasattr(net, "forward_intermediates") or not getattr(net, "feature_info", None):
             raise ConfigError(f"encoder.arch: {cfg.arch!r} has no timm feature taps")
         self.net = net

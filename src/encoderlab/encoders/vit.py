@@ -68,6 +68,10 @@ class EncoderConfig(StrictModel):
         default_factory=dict,
         description="CNN only: more timm.create_model arguments, e.g. {depths: [1, 1, 1, 1]}",
     )
+    norm: Literal["group", "batch"] = Field(
+        "group",
+        description="ResNet only: GroupNorm, or BatchNorm over the global batch (all DDP ranks)",
+    )
     feature_stage: int = Field(
         -2, description="CNN only: the stage whose grid the VLM reads (-2: penultimate)"
     )
@@ -136,6 +140,8 @@ class EncoderConfig(StrictModel):
             raise ValueError(
                 f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}"
             )
+        if self.norm == "batch" and not self.arch.startswith("resnet"):
+            raise ValueError(f"norm 'batch' is for a ResNet arch, not {self.arch!r}")
         if self.arch != "vit":
             return self
         if self.stem == "conv" and self.patch_size & (self.patch_size - 1):

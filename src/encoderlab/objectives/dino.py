@@ -156,6 +156,11 @@ class DinoObjective(Objective):
     def train(self, mode: bool = True) -> DinoObjective:
         super().train(mode)
         self.teacher.eval()
+        # A backbone with BatchNorm: the teacher normalises with its own batch statistics (and
+        # keeps its own running statistics for evaluation), as DINO's SyncBatchNorm teacher.
+        for m in self.teacher.backbone.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.train(mode)
         return self
 
     @property

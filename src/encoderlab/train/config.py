@@ -35,6 +35,15 @@ class TrainConfig(StrictModel):
     log_every: int = Field(10, gt=0)
     checkpoint_every: int = Field(200, gt=0, description="steps between checkpoints")
     keep_checkpoints: int = Field(2, gt=0)
+    sharding: Literal["ddp", "fsdp"] = Field(
+        "ddp",
+        description="ddp: every rank holds the whole model; fsdp: FSDP2 fully_shard per unit "
+        "the task names (an LM's decoder layers) and the whole (train.sharding), for models "
+        "that do not fit one GPU; the same as ddp in one process",
+    )
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each LM decoder layer in backward (activation memory)"
+    )
 
     @model_validator(mode="after")
     def _enough_samples(self) -> TrainConfig:

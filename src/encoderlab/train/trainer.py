@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from encoderlab.data.reader import MAX_REFILL, EpochSampler, SkipReport
 from encoderlab.errors import DataError, EncoderlabError
-from encoderlab.precision import autocast
+from encoderlab.precision import autocast, resolve_precision
 from encoderlab.progress import console, make_progress
 from encoderlab.train.checkpoint import (
     latest_checkpoint,
@@ -32,6 +32,16 @@ from encoderlab.train.config import TrainConfig
 from encoderlab.train.distributed import DistInfo, all_reduce_mean
 from encoderlab.train.host_memory import keep_freed_memory
 from encoderlab.train.schedule import cosine_with_warmup
+from encoderlab.train.sharding import (
+    FullState,
+    copy_back,
+    fsdp_replica,
+    full_model_state,
+    full_optimizer_state,
+    full_tensor,
+    load_full_model,
+    load_full_optimizer,
+)
 
 
 class TrainingDiverged(EncoderlabError):
@@ -171,7 +181,15 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         if self.dist.device.type == "cpu":
             keep_freed_memory()  # no page faults on each step's activations (host_memory.py)
-        task = self.task.to(self.dist.device)
+        # FSDP2 trains a sharded replica of the task and copies its weights back at the end
+        # (train.sharding); in one process there is nothing to shard
+        fsdp = self.cfg.sharding == "fsdp" and self.dist.distributed
+        self._gradient_checkpointing(self.cfg.gradient_checkpointing)
+        if fsdp:
+            bf16 = resolve_precision(self.cfg.precision, self.dist.device) == "bf16"
+            task = fsdp_replica(self.task, self.dist.device, bf16)
+        else:
+            task = self.task.to(self.dist.device)
         optimizer = build_optimizer(task, self.cfg)
         start_step = 0
         # the newest checkpoint that verifies; damaged newer ones are named in one line
@@ -179,12 +197,17 @@ class Trainer:
         if notice and self.dist.is_main:
             console.print(f"warning: {notice}", highlight=False)
         if ckpt is not None:
-            start_step = load_checkpoint(ckpt, task, optimizer)["step"]
+            if fsdp:  # full tensors on disk, each rank keeps its shard
+                model_in = FullState(load=lambda state: load_full_model(task, state))
+                optim_in = FullState(load=lambda state: load_full_optimizer(optimizer, state))
+                start_step = load_checkpoint(ckpt, model_in, optim_in)["step"]  # type: ignore[arg-type]
+            else:
+                start_step = load_checkpoint(ckpt, task, optimizer)["step"]
             self._truncate_metrics(start_step)
         elif self.dist.is_main and self.metrics_path.exists():
             self.metrics_path.unlink()  # a fresh run: stale metrics from a wiped run go
         model: nn.Module = task
-        if self.dist.distributed:
+        if self.dist.distributed and not fsdp:
             model = DistributedDataParallel(task, broadcast_buffers=False)
         stop = min(self.total_steps, max_steps) if max_steps is not None else self.total_steps
         warmup = int(self.cfg.warmup_frac * self.total_steps)
@@ -226,8 +249,8 @@ class Trainer:
                 task.after_backward(step)
                 grad_norm = None
                 if self.cfg.grad_clip is not None:
-                    grad_norm = torch.nn.utils.clip_grad_norm_(
-                        task.parameters(), self.cfg.grad_clip
+                    grad_norm = full_tensor(  # FSDP: the norm over every shard, gathered
+                        torch.nn.utils.clip_grad_norm_(task.parameters(), self.cfg.grad_clip)
                     )
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
@@ -262,18 +285,38 @@ class Trainer:
                 if done % self.cfg.checkpoint_every == 0 or done == stop:
                     if self.dist.is_main and self.on_checkpoint is not None:
                         self.on_checkpoint(done)
+                    model_out: Any = task
+                    optim_out: Any = optimizer
+                    if fsdp:  # gathered by every rank, written by rank 0, as DDP's
+                        model_out = FullState(full_model_state(task))
+                        optim_out = FullState(full_optimizer_state(optimizer))
                     if self.dist.is_main:
                         save_checkpoint(
                             self.ckpt_root,
                             done,
-                            task,
-                            optimizer,
+                            model_out,
+                            optim_out,
                             {"epoch": step // self.steps_per_epoch},
                             keep=self.cfg.keep_checkpoints,
                         )
                     if self.dist.distributed:
                         torch.distributed.barrier()
+        if fsdp:
+            copy_back(task, self.task)
+        self._gradient_checkpointing(False)
         return last
+
+    def _gradient_checkpointing(self, enable: bool) -> None:
+        """Turn the task's activation checkpointing on (``TrainConfig.gradient_checkpointing``)
+        for training, off again after it."""
+        hook = getattr(self.task, "set_gradient_checkpointing", None)
+        if hook is not None:
+            hook(enable)
+        elif enable:
+            raise EncoderlabError(
+                f"gradient_checkpointing: {type(self.task).__name__} has no decoder to "
+                "checkpoint (set it false)"
+            )
 
     @property
     def finished(self) -> bool:

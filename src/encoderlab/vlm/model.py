@@ -61,7 +61,8 @@ class VLMModel(nn.Module):
                 f"{int(mask.sum())} <image> tokens for {features.shape[0]} images of "
                 f"{features.shape[1]} tokens"
             )
-        proj = self.projector(features.to(self.projector[0].weight.device))
+        weight = self.projector[0].weight  # bf16 under FSDP2's mixed precision
+        proj = self.projector(features.to(weight.device, weight.dtype))
         return embeds.masked_scatter(mask.unsqueeze(-1), proj.to(embeds.dtype))
 
     def forward(

@@ -76,6 +76,29 @@ class _Task(nn.Module):
     def _device(self) -> torch.device:
         return next(self.parameters()).device
 
+    def _lm(self) -> PreTrainedModel:
+        raise NotImplementedError
+
+    def fsdp_units(self) -> list[nn.Module]:
+        """What ``TrainConfig.sharding: fsdp`` shards one by one (``train.sharding``): the
+        LM's decoder layers (its ``_no_split_modules`` classes); the rest (embeddings, head,
+        projector) is sharded with the task as a whole."""
+        lm = self._lm()
+        kinds = set(getattr(lm, "_no_split_modules", None) or ())
+        return [m for m in lm.modules() if type(m).__name__ in kinds]
+
+    def set_gradient_checkpointing(self, enable: bool) -> None:
+        """Hugging Face's activation checkpointing of each decoder layer (non-reentrant, so
+        under FSDP2 too); it acts in training mode only, so the LM is put in it meanwhile."""
+        lm = self._lm()
+        if enable:
+            self._lm_training = lm.training
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            lm.train()
+        elif lm.is_gradient_checkpointing:
+            lm.gradient_checkpointing_disable()
+            lm.train(getattr(self, "_lm_training", False))
+
 
 class LMTask(_Task):
     """Stage 0: next-token prediction on text (loss on every non-pad token)."""
@@ -92,6 +115,9 @@ class LMTask(_Task):
 
     def forward(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         return {"loss": self.lm(**inputs, use_cache=False).loss}
+
+    def _lm(self) -> PreTrainedModel:
+        return self.lm
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         return _decay_groups(list(self.lm.named_parameters()), weight_decay)
@@ -126,6 +152,9 @@ class VLMStageTask(_Task):
 
     def forward(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
         return {"loss": self.model(**inputs, use_cache=False).loss}
+
+    def _lm(self) -> PreTrainedModel:
+        return self.model.lm
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
         trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
