@@ -139,3 +139,36 @@ def test_shard_plan_is_each_decoder_layer_then_the_whole(lm_dir: Path) -> None:
     task, _, _ = _task(lm_dir)
     layers = len(task.model.lm.model.layers)
     assert shard_plan(task) == [f"model.lm.model.layers.{i}" for i in range(layers)] + [""]
+
+
+def test_world_images_are_references_decoded_where_encoded(tmp_path: Path) -> None:
+    """read_world keeps shard references, not decoded images: the same images (unreadable
+    samples skipped as before) and the same features as the eagerly decoded list."""
+    from encoderlab.data.reader import SampleDataset, index_source
+    from encoderlab.encoders.vit import EncoderConfig
+    from encoderlab.train.pretrain import load_encoder
+    from encoderlab.vlm.checkpoint import write_encoder_run
+    from encoderlab.vlm.data import ShardImages, read_world
+    from encoderlab.vlm.pipeline import shared_features
+    from encoderlab.vlm.vision import VisionTower, encode_images
+    from test_distributed import colour, write_shard
+
+    data = write_shard(tmp_path / "d" / "train-0.tar", {2})
+    world = read_world(data, 6, image_size=32)
+    assert isinstance(world.images, ShardImages) and world.texts == ["0", "1", "3", "4", "5", "6"]
+    assert world.images.indices == [0, 1, 3, 4, 5, 6]  # references, nothing decoded held
+    before = [  # what read_world held before: every image decoded
+        item["image"]
+        for item in (SampleDataset(index_source(data)[0], 32)[i] for i in range(7))
+        if "skip" not in item
+    ]
+    assert all(torch.equal(a, b) for a, b in zip(world.images, before, strict=True))
+    assert tuple(world.images[2][:, 0, 0].tolist()) == colour(3)
+    assert len(world.images[:4]) == 4 and isinstance(world.images[:4], ShardImages)
+    run = write_encoder_run(
+        EncoderConfig(size="micro", image_size=32, patch_size=8), tmp_path / "e"
+    )
+    tower = VisionTower([load_encoder(run)], -2)
+    want = encode_images(tower, before, batch_size=4, progress=False)
+    got = shared_features(tower, world.images, tmp_path / "f.npy", DistInfo(), False, batch_size=4)
+    assert torch.equal(got, want)  # bitwise: the same pixels in the same batches

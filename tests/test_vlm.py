@@ -110,7 +110,7 @@ def parts(root: Path) -> dict:
 
 
 def _images(world, n: int = len(PROMPTS)) -> torch.Tensor:
-    return torch.stack(world.images[:n])
+    return torch.stack(list(world.images[:n]))  # decoded on access (ShardImages)
 
 
 # --- tokenizer and template ---------------------------------------------------------------------

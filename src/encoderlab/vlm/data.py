@@ -9,7 +9,7 @@ exactly the same examples whatever its encoder.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -29,6 +29,7 @@ __all__ = [
     "ConversationFn",
     "ExampleDataset",
     "PadCollate",
+    "ShardImages",
     "TrainWorld",
     "caption_examples",
     "conversation_rng",
@@ -45,6 +46,27 @@ __all__ = [
 ConversationFn = Callable[[dict[str, Any], np.random.Generator, int], list[tuple[str, str]]]
 
 
+class ShardImages(Sequence[torch.Tensor]):
+    """A world's images as references into its shards (or image files): item ``i`` is decoded
+    when it is read, so host memory does not grow with the data set. ``vlm.pipeline`` has each
+    rank decode only the images it encodes (``shared_features``)."""
+
+    def __init__(self, dataset: SampleDataset, indices: list[int]) -> None:
+        self.dataset = dataset
+        self.indices = indices  # the dataset's sample index of image i
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return ShardImages(self.dataset, self.indices[i])
+        item = self.dataset[self.indices[i]]
+        if "skip" in item:  # it decoded when the world was read: the file changed since
+            raise DataError(f"image {i} of the training world: {item['skip'].reason}")
+        return item["image"]
+
+
 @dataclass
 class TrainWorld:
     """The first samples of a training split: captions, metadata and (optionally) images."""
@@ -52,7 +74,8 @@ class TrainWorld:
     source: str
     texts: list[str]
     metas: list[dict[str, Any]]
-    images: list[torch.Tensor]  # uint8 [3, H, W] each; empty when read without images
+    # uint8 [3, H, W] each, decoded when read (ShardImages); empty when read without images
+    images: Sequence[torch.Tensor]
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -78,18 +101,20 @@ def read_world(
     refs, _ = index_source(source)
     dataset = SampleDataset(refs, image_size=image_size)
     world = TrainWorld(str(source), [], [], [])
+    kept: list[int] = []
     for i in range(len(dataset)):
         if len(world) >= n:
             break
-        item = dataset[i]
+        item = dataset[i]  # decoded to know it is readable, then dropped
         if "skip" in item:
             continue
         world.texts.append(item["text"])
         world.metas.append(item["meta"])
-        if images:
-            world.images.append(item["image"])
+        kept.append(i)
     if not world.texts:
         raise DataError(f"{source}: no readable samples")
+    if images:  # references, decoded again where they are encoded
+        world.images = ShardImages(dataset, kept)
     return world
 
 

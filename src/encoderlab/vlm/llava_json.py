@@ -166,7 +166,6 @@ def read_llava_world(
             item = dataset[i]
             if "skip" in item:
                 raise DataError(f"{path}: record {i}: {item['skip'].reason}")
-            world.images.append(item["image"])
             caption, meta = item["text"], item["meta"]
         else:
             caption = dataset._payload(refs[i].text)
@@ -176,6 +175,10 @@ def read_llava_world(
         world.metas.append({**meta, "id": record.get("id"), LLAVA_TURNS: [list(t) for t in turns]})
     if not world.texts:
         raise DataError(f"{path}: no records")
+    if images:  # references: each image is decoded again where it is encoded
+        from encoderlab.vlm.data import ShardImages
+
+        world.images = ShardImages(dataset, list(range(len(world.texts))))
     return world
 
 

@@ -76,7 +76,9 @@ def shared_features(
     Rank ``r`` of ``W`` encodes images ``r, r+W, ...`` (in batches of ``batch_size``; one
     process encodes them in order, as ``encode_images``) into ``path``; then every rank maps
     the whole file copy-on-write. The features are computed once per node instead of once per
-    rank, and held once, by the page cache, instead of in every rank's memory."""
+    rank, and held once, by the page cache, instead of in every rank's memory. ``images`` may
+    decode on access (``vlm.data.ShardImages``): a rank then decodes only its own rows, one
+    batch at a time."""
     shape = (len(images), tower.num_tokens, tower.dim)
     if dist.is_main:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -218,7 +220,7 @@ def train_vlm(
     template = Template(tokenizer, tower.num_tokens, cfg.max_text_tokens)
     model = build_model(tower, lm, tokenizer, cfg.seed)
     features = shared_features(tower, world.images, out / FEATURES, dist, progress)
-    world.images = []  # the features are all the stages read: the decoded images can go
+    world.images = []  # the features are all the stages read (the images were references)
     if cfg.standardize_features:
         tower.set_feature_stats(*feature_stats(features))
         features = standardize(features, tower.feature_mean, tower.feature_std)
