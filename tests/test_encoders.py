@@ -399,3 +399,19 @@ def test_world_tokenizer_tower_is_small_and_exact() -> None:
         torch.testing.assert_close(
             tower(tokens), tower.transformer(tokens["input_ids"]), rtol=1e-5, atol=1e-5
         )
+
+
+def test_cnn_stage_features_for_cka_pad_with_zero_columns() -> None:
+    """The analysis stacks per-layer features [L, N, D]: a CNN's narrower stages end in zero
+    columns, which leave linear CKA as it is."""
+    from encoderlab.evaluate.cka import cka_matrix
+    from encoderlab.evaluate.embeddings import ImageSet, embed
+
+    enc = cnn("convnext").eval()
+    images = torch.randint(0, 256, (12, 3, 64, 64), dtype=torch.uint8)
+    feats = embed(enc, ImageSet("cnn-cka", 12, lambda: images), layers=[0, -1], precision="fp32")
+    assert feats.shape == (2, 12, 32)
+    assert not feats[0, :, 8:].any()  # stage 0 has 8 channels
+    assert enc.token_dim(0) == 8
+    narrow = cka_matrix(feats[:1, :, :8], feats[1:])
+    torch.testing.assert_close(torch.tensor(cka_matrix(feats[:1], feats[1:])), torch.tensor(narrow))

@@ -232,7 +232,8 @@ def embed(
     key: str | None = None,
 ) -> np.ndarray:
     """Embed every image of ``images``: float32 ``[N, D]`` (the encoder's output), or
-    ``[L, N, D]`` block features when ``layers`` is given. Loaded from the cache when present.
+    ``[L, N, D]`` block features when ``layers`` is given (layers narrower than the widest, a
+    CNN's early stages, end in zero columns). Loaded from the cache when present.
 
     ``key``: the encoder's ``encoder_key`` if the caller has it (hashing weights takes time).
     """
@@ -263,7 +264,11 @@ def embed(
             if layers is None:
                 out = encoder(x).float()
             else:
-                out = torch.stack([f.float() for f in tap_layers(encoder, x, kind, layers)])
+                # a CNN's stages differ in width: zero columns up to the widest (linear CKA,
+                # the one consumer, reads Gram matrices, which zero columns leave as they are)
+                feats = [f.float() for f in tap_layers(encoder, x, kind, layers)]
+                width = max(f.shape[-1] for f in feats)
+                out = torch.stack([F.pad(f, (0, width - f.shape[-1])) for f in feats])
             chunks.append(out.cpu().numpy())
             if task is not None:
                 progress.advance(task, len(x))
