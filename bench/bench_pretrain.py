@@ -100,6 +100,8 @@ def comparable(shipped: dict, arch: str) -> dict:
         encoder.update(stem="patch")
     else:
         encoder.update(arch=arch)
+        if arch.startswith("resnet"):
+            encoder.update(norm="batch")  # OpenCLIP's timm ResNet keeps timm's BatchNorm
     objective = {**shipped["objective"]}
     for name in ("clip", "siglip"):
         text = {**objective.get(name, {}).get("text", {})}
