@@ -32,6 +32,8 @@ VICUNA_7B = dict(
     max_position_embeddings=4096,
 )
 CUDA_OVERHEAD = 3.0 * GIB  # CUDA context, NCCL buffers, allocator fragmentation
+REF_BYTES = 512  # a SampleRef (shard path, key, offsets) in Python objects, generously
+ENCODE_BATCH = 128  # shared_features' batch: the decoded images a rank holds at once
 
 
 @dataclass
@@ -89,16 +91,21 @@ def code_sizes(ranks: int) -> Scale:
 
 
 def host_rows(s: Scale) -> list[tuple[str, float, float]]:
-    """(what, GiB per rank with features in RAM (before), GiB per rank now: features in one
-    memory-mapped file per node (``vlm.pipeline.shared_features``), a step's rows resident)."""
-    images = s.image_examples * 3 * s.image_side**2  # uint8, TrainWorld.images
+    """(what, GiB per rank before #20 (decoded images and fp32 features on every rank), GiB per
+    rank now: images as shard references decoded a batch at a time where they are encoded
+    (``vlm.data.ShardImages``), features in one memory-mapped file per node
+    (``vlm.pipeline.shared_features``), a step's rows resident)."""
+    images = s.image_examples * 3 * s.image_side**2  # uint8, every image decoded
+    streamed = s.image_examples * REF_BYTES + ENCODE_BATCH * 3 * s.image_side**2
+    lm = s.lm_params * 4  # load_lm: fp32 on the host; fsdp keeps it there (train.sharding)
     features = s.image_examples * s.image_tokens * s.vision_dim * 4  # fp32, encode_images
     # ExampleDataset keeps Python lists of ints: ~36 bytes per token (int object + pointer),
     # ids and labels
     tokens = s.examples * s.text_tokens * 0.5 * 36 * 2  # conversations fill ~half the budget
     batch_features = s.global_batch // s.ranks * s.image_tokens * s.vision_dim * 4
     return [
-        ("decoded images (uint8, every rank, until encoded)", images / GIB, images / GIB),
+        ("images (before: all decoded; now: references + one batch)", images / GIB, streamed / GIB),
+        ("the LM as loaded (fp32; fsdp's replica is filled from it)", lm / GIB, lm / GIB),
         ("image features (fp32 [N, T, D], every rank)", features / GIB, batch_features / GIB),
         ("tokenised conversations (Python lists)", tokens / GIB, tokens / GIB),
     ]
@@ -168,12 +175,16 @@ def main(argv: list[str] | None = None) -> str:
         "",
         "Host memory per rank (GiB):",
         "",
-        table(host_rows(s), ("what", "features in RAM (before)", "now: memory-mapped cache")),
+        table(host_rows(s), ("what", "before", "now")),
         "",
     ]
     for strategy, title in (
-        ("ddp-fp32", "DDP, fp32 weights, bf16 autocast (the trainer today)"),
-        ("fsdp2", "FSDP2 fully_shard, bf16 compute, fp32 sharded master, checkpointing"),
+        ("ddp-fp32", "`sharding: ddp`, fp32 weights, bf16 autocast"),
+        (
+            "fsdp2",
+            "`sharding: fsdp` (FSDP2 fully_shard, bf16 compute, fp32 sharded master), "
+            "`gradient_checkpointing: true`",
+        ),
     ):
         rows = device_rows(s, strategy)
         total = sum(r[1] for r in rows)
