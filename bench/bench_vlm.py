@@ -84,7 +84,7 @@ def main() -> None:
         )
         st = record["stages"]
         losses = " / ".join(f"{st[s]['final'].get('loss', float('nan')):.3f}" for s in st)
-        sanity = image_sanity(load(out), data, n=256)
+        sanity = image_sanity(load(out), data, n=256, scoring="letter")  # cloze beside it
         cloze = sanity["cloze"]
         check = (
             f"{sanity['real']:.2f} vs {sanity['blank']:.2f} (cloze "

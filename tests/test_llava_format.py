@@ -78,25 +78,26 @@ def test_records_round_trip_and_bad_records_are_one_line() -> None:
 def test_synthworld_conversations_round_trip_through_llava_json(
     synth: Path, tmp_path: Path
 ) -> None:
-    path, count = export_llava(synth / "train", synth / "llava-train.json", n=24, seed=5)
+    recipe = VLMConfig(n_turns=3, seed=5, mc_fraction=0.5)
+    path, count = export_llava(synth / "train", synth / "llava-train.json", recipe, n=24)
     records = read_llava_json(path)
     assert count == len(records) > 0
     assert records[0]["image"].startswith("train/") and records[0]["image"].endswith(".png")
     direct = read_world(synth / "train", 24, image_size=32)
-    expected = conversations(direct, 24, 3, 5, 2)
+    expected = conversations(direct, 24, 3, 5, 2, mc_fraction=0.5)
     world = read_llava_world(path, 24, image_size=32)
     # the JSON's samples are the conversations' samples, in order, with the same images
     assert [world.metas[k][LLAVA_TURNS] for k in range(len(world))] == [
         [list(t) for t in turns] for _, turns in expected
     ]
-    got = conversations(world, 24, 3, seed=99, stage=2)  # turns come from the JSON, not the seed
+    got = conversations(world, 24, 3, 99, 2, mc_fraction=0.5)  # turns: the JSON's, not the seed's
     assert [t for _, t in got] == [t for _, t in expected]
     for k, (i, _) in enumerate(expected):
         assert torch.equal(world.images[k], direct.images[i])
         assert world.texts[k] == direct.texts[i]  # shard members bring their captions
     # exported images beside the JSON (what LLaVA's trainer reads) resolve to the same pixels
     out = tmp_path / "llava" / "data.json"
-    export_llava(synth / "train", out, n=4, seed=5, export_images=True)
+    export_llava(synth / "train", out, recipe, n=4, export_images=True)
     assert (tmp_path / "llava" / "train").is_dir()
     loose = read_llava_world(out, 4, image_size=32)
     assert all(torch.equal(a, b) for a, b in zip(loose.images, world.images[:4], strict=False))
@@ -111,7 +112,7 @@ def test_synthworld_conversations_round_trip_through_llava_json(
 
 def test_real_labelled_shards_get_stage2_conversations(clipart: Path) -> None:
     world = read_world(clipart / "train", 64, image_size=None, images=False)
-    convs = conversations(world, 64, 3, 0, 2)
+    convs = conversations(world, 64, 3, 0, 2, mc_fraction=0.5)
     assert len(convs) == len(world) == 16  # before: SynthWorld's generators found nothing
     for i, turns in convs:
         (question, answer), *_ = turns
@@ -143,7 +144,7 @@ def _unlabelled(tmp_path: Path) -> Path:
 
 
 def test_stage2_trains_from_llava_json(clipart: Path, tmp_path: Path) -> None:
-    path, count = export_llava(clipart / "train", clipart / "llava-train.json", seed=0)
+    path, count = export_llava(clipart / "train", clipart / "llava-train.json", VLMConfig())
     assert count == 16
     cfg = EncoderConfig(size="micro", image_size=64, patch_size=16)
     encoder = write_encoder_run(cfg, tmp_path / "enc")

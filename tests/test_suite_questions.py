@@ -124,8 +124,8 @@ def test_caption_options_are_a_symmetric_2x2_design(metas: list[dict]) -> None:
 
 
 def test_deterministic(metas: list[dict]) -> None:
-    a = [training_conversation(m, np.random.default_rng(7), 4) for m in metas[:50]]
-    b = [training_conversation(m, np.random.default_rng(7), 4) for m in metas[:50]]
+    a = [training_conversation(m, np.random.default_rng(7), 4, 0.5) for m in metas[:50]]
+    b = [training_conversation(m, np.random.default_rng(7), 4, 0.5) for m in metas[:50]]
     assert a == b
 
 
@@ -133,7 +133,7 @@ def test_training_conversation_formats(metas: list[dict]) -> None:
     rng = np.random.default_rng(3)
     n_mc = n_short = 0
     for meta in metas[:100]:
-        turns = training_conversation(meta, rng, 4)
+        turns = training_conversation(meta, rng, 4, 0.5)
         assert 1 <= len(turns) <= 4
         assert len({u for u, _ in turns}) == len(turns)
         for user, answer in turns:
@@ -150,7 +150,8 @@ def test_training_conversation_formats(metas: list[dict]) -> None:
 
 def test_training_conversation_mc_fraction(metas: list[dict]) -> None:
     """mc_fraction 0: every question that has a short answer is asked for it (only those that
-    need their options stay multiple choice); 1: all multiple choice; 0.5 is the default."""
+    need their options stay multiple choice); 1: all multiple choice. (It has no default here:
+    the VLM recipe's is the one, tests/test_vlm_recipe.py.)"""
     rng = np.random.default_rng(0)
     options_only = {
         q.question
@@ -169,7 +170,3 @@ def test_training_conversation_mc_fraction(metas: list[dict]) -> None:
                 else:
                     assert fraction < 1.0 and user.endswith(SHORT_SUFFIX)
     assert n_mc[0.0] < n_mc[0.5] / 3 and n_mc[1.0] > n_mc[0.5]
-    default = [training_conversation(m, np.random.default_rng(5), 4) for m in metas[:30]]
-    assert default == [
-        training_conversation(m, np.random.default_rng(5), 4, 0.5) for m in metas[:30]
-    ]

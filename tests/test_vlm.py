@@ -95,7 +95,7 @@ def parts(root: Path) -> dict:
     """A VLM built from parts, with a randomly initialised LM (varied greedy outputs)."""
     cfg = VLMConfig.smoke()
     world = read_world(train_split(root / "data"), 32, image_size=64)
-    tok = train_tokenizer(corpus_texts(*lm_corpus(world, 32, 2, 0)), 256)
+    tok = train_tokenizer(corpus_texts(*lm_corpus(world, 32, 2, 0, mc_fraction=0.5)), 256)
     tower = VisionTower([load_encoder(root / "enc0")], cfg.tap_layer)
     lm = build_lm(cfg.lm, tok)
     # A wide random init: greedy outputs then vary with image and prompt (a small init just
@@ -183,7 +183,8 @@ def test_each_stage_trains_exactly_what_it_declares(parts: dict, tmp_path: Path)
     tpl = Template(tok, tower.num_tokens, 256)
     feats = encode_images(tower, world.images, progress=False)
     encoder_before = {k: v.clone() for k, v in tower.state_dict().items()}
-    data = {1: caption_examples(tpl, world, 16), 2: instruction_examples(tpl, world, 16, 1, 0)}
+    stage2 = instruction_examples(tpl, world, 16, 1, 0, mc_fraction=0.5)
+    data = {1: caption_examples(tpl, world, 16), 2: stage2}
     cfg = TrainConfig(batch_size=4, samples=8, lr=1e-2, precision="fp32", num_workers=0)
     for stage in (1, 2):
         before = {n: p.detach().clone() for n, p in model.named_parameters()}
@@ -354,8 +355,9 @@ def test_real_vs_blank_counts_argmax_hits(root: Path, parts: dict) -> None:
         assert result["uses_image"] == (result["gain_low"] > 0)
     with pytest.raises(ValueError, match="unknown scoring"):
         answer_correct(vlm.model, vlm.template, vlm.tower(images), questions, "letters")
-    sanity = image_sanity(vlm, root / "data", n=8)
-    assert sanity["real"] == pytest.approx(real_vs_blank(vlm, images, questions)["real"])
+    sanity = image_sanity(vlm, root / "data", n=8, scoring="letter")
+    expected_real = real_vs_blank(vlm, images, questions, "letter")["real"]
+    assert sanity["real"] == pytest.approx(expected_real)
     assert sanity["cloze"]["real"] == pytest.approx(expected)  # the cloze scoring above
     assert sanity["scoring"] == "letter" and "letter" not in sanity
     flipped = image_sanity(vlm, root / "data", n=8, scoring="cloze")  # a cloze-scored study's
@@ -521,8 +523,9 @@ def test_context_check_tells_an_lm_that_reads_its_slot(root: Path, parts: dict) 
     (its gap is 0: the same logits whatever the caption)."""
     held = read_world(root / "data" / "train", 64, None, images=False)
     tok, vocab = parts["tok"], len(parts["tok"])
-    reads = context_check(_ContextLM(vocab, 5.0), tok, held, 256)
-    blind = context_check(_ContextLM(vocab, 0.0), tok, held, 256)
+    recipe = VLMConfig(n_turns=4, mc_fraction=0.5, max_text_tokens=256)  # as it was written
+    reads = context_check(_ContextLM(vocab, 5.0), tok, held, recipe)
+    blind = context_check(_ContextLM(vocab, 0.0), tok, held, recipe)
     assert reads["reads_context"] and reads["describe"]["gap_low"] > 1.0
     assert reads["questions"]["gap"] > 0  # the captions hold some of the answers
     assert not blind["reads_context"]

@@ -57,7 +57,7 @@ def main() -> None:
         slot = {m["index"]: t for m, t in zip(world.metas, world.texts, strict=True)}
 
         def with_describe(meta: dict, rng: np.random.Generator, n: int) -> list:
-            turns = training_conversation(meta, rng, n)
+            turns = training_conversation(meta, rng, n, cfg.mc_fraction)
             return [(DESCRIBE, slot[meta["index"]]), *turns] if turns else turns
 
         fn = with_describe if args.describe else None
@@ -65,7 +65,7 @@ def main() -> None:
     else:
         root = args.lm
     lm, tokenizer = load_lm(root / "lm")
-    check = context_check(lm, tokenizer, val, cfg.max_text_tokens)
+    check = context_check(lm, tokenizer, val, cfg)
     print(f"LM {root}: held-out loss per answer token (nats), picture slot own vs other")
     print(f"{'check':26s} {'own':>7s} {'other':>7s} {'gap [95% CI]':>24s}")
     for name, label in (("questions", "questions (stage-2 mix)"), ("describe", "describe (copy)")):

@@ -52,7 +52,7 @@ def report(model: VLMModel, template: Template, items: list, oracle: OracleToken
     mc, cloze = {}, {}
     for qtype in sorted({q.qtype for _, q in items}):
         subset = [it for it in items if it[1].qtype == qtype]
-        mc[qtype] = own_vs_other(model, template, subset, oracle)
+        mc[qtype] = own_vs_other(model, template, subset, oracle, "letter")
         cloze[qtype] = own_vs_other(model, template, subset, oracle, "cloze")
     # short answers, on the types that have one (some only make sense with their options)
     short_items = [it for it in items if it[1].short_ok]

@@ -128,10 +128,13 @@ def import_(
     written = ["manifest.json", "import.json"]
     if vlm_files:
         from encoderlab.data.labelled_vqa import export_vmcbench
+        from encoderlab.vlm.config import load_vlm_config
         from encoderlab.vlm.llava_json import export_llava
 
+        recipe = load_vlm_config("tiny")  # the default study's stage-2 conversations
+        llava = out / "llava-train.json"
         for name, export in (
-            ("llava-train.json", lambda: export_llava(out / "train", out / "llava-train.json")),
+            ("llava-train.json", lambda: export_llava(out / "train", llava, recipe)),
             ("vmcbench-test.tsv", lambda: export_vmcbench(out / "test", out / "vmcbench-test.tsv")),
         ):
             try:
@@ -162,21 +165,35 @@ def llava_json(
     out: Path = typer.Option(None, help="JSON to write (default: DATA/llava-SPLIT.json)"),
     split: str = typer.Option("train", help="split, when DATA is a data-set root"),
     n: int = typer.Option(None, help="first N readable samples (default: all)"),
-    turns: int = typer.Option(3, help="question turns per conversation"),
-    mc_fraction: float = typer.Option(0.5, help="share of multiple-choice turns"),
-    seed: int = typer.Option(0, help="conversation seed (the VLM config's seed)"),
+    preset: str = typer.Option(
+        "tiny", help="preset whose VLM recipe sets the turns, multiple-choice share and seed"
+    ),
+    turns: int = typer.Option(None, help="question turns per conversation (default: preset's)"),
+    mc_fraction: float = typer.Option(
+        None, help="share of multiple-choice turns (default: the preset's)"
+    ),
+    seed: int = typer.Option(None, help="conversation seed (default: the preset's vlm.seed)"),
     export_images: bool = typer.Option(
         False, help="also write the images as files beside the JSON (for LLaVA's own trainer)"
     ),
 ) -> None:
     """LLaVA-format instruction JSON of a split: the stage-2 conversations encoderlab trains
-    on (SynthWorld's questions, or questions about a real set's labels: category,
-    superclass). `vlm train --data FILE.json` trains stage 2 from such a file."""
+    on under a preset's VLM recipe (SynthWorld's questions, or questions about a real set's
+    labels: category, superclass). `vlm train --data FILE.json` trains stage 2 from such a
+    file."""
+    from encoderlab.config import parse_config
+    from encoderlab.vlm.config import VLMConfig, load_vlm_config
     from encoderlab.vlm.llava_json import export_llava
 
+    recipe = load_vlm_config(preset)
+    given = {"n_turns": turns, "mc_fraction": mc_fraction, "seed": seed}
+    updates = {k: v for k, v in given.items() if v is not None}
+    if updates:  # validated as the preset's own keys are
+        merged = {**recipe.model_dump(mode="json"), **updates}
+        recipe = parse_config(VLMConfig, merged, source="llava-json options")
     source = _split_of(data, split)
     out = out or (source.parent / f"llava-{source.name}.json")
-    path, count = export_llava(source, out, n, turns, seed, mc_fraction, export_images)
+    path, count = export_llava(source, out, recipe, n, export_images)
     console.print(f"wrote {count} conversations to {path}", highlight=False)
 
 

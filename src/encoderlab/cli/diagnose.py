@@ -91,7 +91,7 @@ def vlm_answers(
         raise DataError(f"--types: unknown question type {unknown[0]!r}")
     root = _data_root(data)
     vlm = load(vlm_dir)
-    check = image_sanity(vlm, root, n=2 * n)
+    check = image_sanity(vlm, root, n=2 * n, scoring="letter")  # and cloze beside it
     print(f"{'multiple choice':<16} {'n':>4} {'real':>7} {'blank':>7}  real - blank [95% CI]")
     for name, r in (("by letter", check), ("by cloze", check["cloze"])):
         print(
@@ -102,7 +102,9 @@ def vlm_answers(
         print(f"\n{'short answer':<16} {'real':>7} {'blank':>7}  answers (real image) vs truth")
     for qtype in wanted:
         acc, said, truth = _short_answers(vlm, root, qtype, n)
-        print(f"{qtype:<16} {100 * acc['real']:6.1f}% {100 * acc['blank']:6.1f}%  {said} vs {truth}")
+        print(
+            f"{qtype:<16} {100 * acc['real']:6.1f}% {100 * acc['blank']:6.1f}%  {said} vs {truth}"
+        )
 
 
 def _lm_dir(path: Path) -> Path:
@@ -127,15 +129,21 @@ def lm_context(
     from encoderlab.vlm.config import VLMConfig
     from encoderlab.vlm.context import context_check, full_description
     from encoderlab.vlm.data import read_world
-    from encoderlab.vlm.lm import load_lm
+    from encoderlab.vlm.lm import lm_info, load_lm
 
     root = _lm_dir(path)
     val = read_world(_data_root(data) / "val", n, None, images=False)
     if full:
         val.texts = [full_description(m) or t for m, t in zip(val.metas, val.texts, strict=True)]
     lm, tokenizer = load_lm(root / "lm")
-    check = context_check(lm, tokenizer, val, VLMConfig().max_text_tokens)
+    # the question mix this LM was trained on (an lm.json older than that record: the default)
+    recorded = lm_info(root).get("recipe")
+    recipe = VLMConfig(**recorded) if recorded else VLMConfig()
+    check = context_check(lm, tokenizer, val, recipe)
+    mix = f"{recipe.n_turns} turns, {recipe.mc_fraction:g} multiple choice"
+    source = "as trained" if recorded else "the default recipe's: lm.json does not record its own"
     print(f"LM {root}: held-out loss per answer token (nats), picture slot own vs other")
+    print(f"stage-2 mix {source}: {mix}")
     print(f"{'check':<26} {'own':>7} {'other':>7}  gap [95% CI]")
     for name, label in (("questions", "questions (stage-2 mix)"), ("describe", "describe (copy)")):
         r = check[name]
@@ -226,7 +234,9 @@ def sensitivity_by_value(
         rows = src[keep]
         cols = {n: (d.factor[factor][rows], d.baseline[rows]) for n, d in dists.items()}
         idx = bootstrap_indices(len(rows), 1000, 0)
-        est = {n: bootstrap(*c, statistic=ratio_of_means, indices=idx).value for n, c in cols.items()}
+        est = {
+            n: bootstrap(*c, statistic=ratio_of_means, indices=idx).value for n, c in cols.items()
+        }
         diff = paired_difference(cols[a], cols[b], statistic=ratio_of_means, indices=idx)
         print(
             f"{label:>16} {len(rows):5d} {est[a]:10.3f} {est[b]:10.3f}  "

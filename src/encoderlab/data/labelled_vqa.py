@@ -105,10 +105,11 @@ def _conversation(
     return turns
 
 
-def labelled_conversation(vocab: dict[str, list[str]], mc_fraction: float = 0.5):
+def labelled_conversation(vocab: dict[str, list[str]], mc_fraction: float):
     """A ``vlm.data.ConversationFn`` over labels: up to ``n_turns`` questions (one per label,
     in random order), each a short answer or, with probability ``mc_fraction``, a
-    multiple-choice letter, formatted as SynthWorld's training conversations are."""
+    multiple-choice letter, formatted as SynthWorld's training conversations are
+    (``mc_fraction``: the VLM recipe's, no default here)."""
     return partial(_conversation, vocab=vocab, mc_fraction=mc_fraction)
 
 

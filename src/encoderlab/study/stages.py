@@ -240,7 +240,7 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
         # does the LM read its picture slot? (held-out captions; shown in the report)
         heldout = read_world(val, CONTEXT_SAMPLES, None, images=False)
         lm, tokenizer = load_lm(root / "lm")
-        check = context_check(lm, tokenizer, heldout, vcfg.max_text_tokens)
+        check = context_check(lm, tokenizer, heldout, vcfg)  # the mix stage 0 trained on
         write_json(check, stage.directory / CONTEXT_JSON)
         return {"lm": str(root), "reads_context": check["reads_context"], "precision": precision}
 

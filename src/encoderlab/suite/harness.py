@@ -21,7 +21,7 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
@@ -36,7 +36,7 @@ from encoderlab.progress import make_progress
 from encoderlab.suite.benchmarks import load_items, prepare
 from encoderlab.suite.formats import MCItem, images_to_tensor
 from encoderlab.suite.metrics import OPEN_METRICS, circular_correct, circular_orders, pair_correct
-from encoderlab.suite.questions import LETTERS, mc_prompt, short_prompt
+from encoderlab.suite.questions import LETTERS, Scoring, mc_prompt, short_prompt
 from encoderlab.suite.registry import (
     CAMBRIAN_CATEGORIES,
     REAL_CATEGORIES,
@@ -73,11 +73,12 @@ class EvalConfig(StrictModel):
     suite: str = "default"  # suite names, benchmark names and table paths, comma-separated
     items: int = Field(200, ge=2)
     batch_size: int = Field(128, ge=1)  # the fastest on the 2-core CPU for the tiny VLM
-    scoring: Literal["letter", "cloze"] = Field(
+    scoring: Scoring = Field(
         "letter",
         description="multiple choice: the likeliest option letter (VMCBench, lmms-eval) or the "
         "likeliest option text as the short answer (cloze, OLMES's rule for LMs that cannot "
-        "answer with a letter, as the tiny embedded LM cannot)",
+        "answer with a letter, as the tiny embedded LM cannot). The one default of the scoring "
+        "rule: a study's VLM checks (sanity, oracle) read its suite.scoring too",
     )
     circular: bool = False  # also MMBench circular evaluation (n passes per MC item)
     bootstrap: int = Field(1000, ge=100)
@@ -93,14 +94,15 @@ class EvalConfig(StrictModel):
         return self
 
 
-def item_key(item: MCItem, n_pass: int = 0, scoring: str = "letter") -> str:
+def item_key(item: MCItem, n_pass: int = 0, scoring: str | None = None) -> str:
     """Stable key of one item (and circular pass, and scoring): index + hash of what the model
-    sees."""
+    sees. Open answers and letter-scored passes (``scoring`` None or ``letter``) carry no
+    scoring suffix, as before cloze existed, so their cached predictions stay valid."""
     h = hashlib.sha1(usedforsecurity=False)
     h.update(f"{PROMPT_VERSION}|{item.hint}|{item.question}|{item.options}".encode())
     h.update(item.image)
     key = f"{item.index}:{h.hexdigest()[:12]}:{n_pass}"
-    return key if scoring == "letter" else f"{key}:{scoring}"
+    return key if scoring in (None, "letter") else f"{key}:{scoring}"
 
 
 def _expand(bench: Benchmark, items: list[MCItem]) -> list[tuple[Benchmark, list[MCItem]]]:
@@ -228,7 +230,7 @@ def _units(
     items: list[MCItem],
     done: dict[str, dict[str, Any]],
     circular: bool,
-    scoring: str = "letter",
+    scoring: str,
 ) -> dict[str, Any]:
     """Per-unit scores of a benchmark (units: items, or pairs for pair accuracy)."""
     if bench.format == "open":

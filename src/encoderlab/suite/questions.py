@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
 
@@ -27,9 +27,11 @@ __all__ = [
     "LETTERS",
     "MC_SUFFIX",
     "QUESTION_TYPES",
+    "SCORINGS",
     "SHORT_SUFFIX",
     "TEXTURELESS_STYLES",
     "Question",
+    "Scoring",
     "attribute_phrase",
     "count_question",
     "format_options",
@@ -42,6 +44,12 @@ __all__ = [
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
 SHORT_SUFFIX = "\nAnswer the question using a single word or phrase."
 MC_SUFFIX = "\nAnswer with the option's letter from the given choices directly."
+# How a multiple-choice question is scored: the likeliest option letter after the options, or
+# (cloze) the likeliest option text after the short-answer prompt. The study's choice is its
+# ``suite.scoring`` (``suite.harness.EvalConfig``, which holds the one default); the VLM checks
+# and the suite all read that one value.
+Scoring = Literal["letter", "cloze"]
+SCORINGS: tuple[str, ...] = get_args(Scoring)
 
 # Readable names for factor values that are code words in the vocabulary.
 TEXTURE_WORDS: dict[str, str] = {
@@ -707,7 +715,7 @@ def generate(qtype: str, meta: dict[str, Any], rng: np.random.Generator) -> Ques
 
 
 def training_conversation(
-    meta: dict[str, Any], rng: np.random.Generator, n_turns: int, mc_fraction: float = 0.5
+    meta: dict[str, Any], rng: np.random.Generator, n_turns: int, mc_fraction: float
 ) -> list[tuple[str, str]]:
     """Up to ``n_turns`` (user text, answer) pairs about one sample, of mixed types and formats.
 
@@ -715,7 +723,8 @@ def training_conversation(
     ``mc_fraction``, a multiple-choice one (answer = the letter); questions that only make sense
     with their options are always multiple choice. Types are drawn at random among those the
     sample supports, each at most once per conversation. Fewer turns come back if the sample
-    supports fewer types.
+    supports fewer types. ``n_turns`` and ``mc_fraction`` have no default here: they are the VLM
+    recipe's (``vlm.config.VLMConfig``), so stage 0, stage 2 and the context check ask the same.
     """
     turns: list[tuple[str, str]] = []
     for i in rng.permutation(len(QUESTION_TYPES)):
@@ -724,7 +733,7 @@ def training_conversation(
         q = generate(list(QUESTION_TYPES)[int(i)], meta, rng)
         if q is None:
             continue
-        if q.short_ok and rng.random() < 1.0 - mc_fraction:  # 0.5: as before the knob existed
+        if q.short_ok and rng.random() < 1.0 - mc_fraction:
             turns.append((q.short_prompt(), q.answer))
         else:
             turns.append((q.mc_prompt(), q.letter))

@@ -4,7 +4,8 @@ Stage 0 trains the embedded LM on conversations whose picture slot holds the sam
 (``vlm.lm``). A VLM can only learn to read image tokens in that slot if its LM reads the slot
 at all; this check asks it on held-out samples, with text instead of an image: the loss on
 the answers with the sample's own caption in the slot vs another sample's (paired per
-conversation, bootstrap CI), for the stage-2 question mix and for a verbatim copy of the slot
+conversation, bootstrap CI), for the stage-2 question mix the LM was trained on (its VLM
+config's turns and multiple-choice share) and for a verbatim copy of the slot
 ("Describe the image briefly." answered by the caption itself). A copy gap at 0 means the LM
 ignores its context, and a VLM built on it cannot be expected to use its image.
 """
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from encoderlab.evaluate.stats import paired_difference, ratio_of_means
+from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.data import ExampleDataset, PadCollate, TrainWorld, conversations
 from encoderlab.vlm.template import IGNORE_INDEX, Template
 
@@ -83,19 +85,22 @@ def context_check(
     lm: PreTrainedModel,
     tokenizer: PreTrainedTokenizerBase,
     world: TrainWorld,
-    max_text_tokens: int,
-    n_turns: int = 4,
+    recipe: VLMConfig,
     seed: int = 7,
 ) -> dict[str, Any]:
-    """The check on held-out samples ``world`` (their captions fill the slot). Returns the
-    two gaps and ``reads_context``: the copy gap's CI lies above 0. (The question gap is
-    bounded by what the captions say: alt-text rarely names a colour, so even a perfect reader
-    gains little on colour questions; copying tests the reading itself.)"""
+    """The check on held-out samples ``world`` (their captions fill the slot), with the
+    question mix the LM was trained on: ``recipe`` is the VLM config of its stage 0 (turns per
+    conversation, multiple-choice share, text length); ``seed`` draws the held-out questions.
+    Returns the two gaps and ``reads_context``: the copy gap's CI lies above 0. (The question
+    gap is bounded by what the captions say: alt-text rarely names a colour, so even a perfect
+    reader gains little on colour questions; copying tests the reading itself.)"""
     if len(world) < 2:
         raise ValueError("the context check needs at least two held-out samples")
     lm.eval()
-    template = Template(tokenizer, 0, max_text_tokens)
-    questions = conversations(world, len(world), n_turns, seed, stage=2)
+    template = Template(tokenizer, 0, recipe.max_text_tokens)
+    questions = conversations(
+        world, len(world), recipe.n_turns, seed, stage=2, mc_fraction=recipe.mc_fraction
+    )
     describe = [(i, [(DESCRIBE, text)]) for i, text in enumerate(world.texts)]
     result = {
         "n": len(questions),

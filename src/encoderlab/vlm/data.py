@@ -129,7 +129,8 @@ def conversations(
     seed: int,
     stage: int,
     fn: ConversationFn | None = None,
-    mc_fraction: float = 0.5,
+    *,
+    mc_fraction: float,
 ) -> list[tuple[int, list[tuple[str, str]]]]:
     """``(sample index, turns)`` for the first ``n`` samples (samples without questions skipped).
 
@@ -137,7 +138,8 @@ def conversations(
     makes them; it defaults to ``training_conversation`` with ``mc_fraction`` multiple-choice
     turns on SynthWorld, and on real data to questions about its labels
     (``data.labelled_vqa.labelled_conversation``: category, superclass), so a labelled real
-    data set gets stage-2 conversations too."""
+    data set gets stage-2 conversations too. ``n_turns`` and ``mc_fraction`` come from the VLM
+    recipe (``VLMConfig``) at every caller: there is no second default here."""
     fn = fn or default_conversation_fn(world, n, mc_fraction)
     out = []
     for i in range(min(n, len(world))):
@@ -168,11 +170,12 @@ def lm_corpus(
     n_turns: int,
     seed: int,
     fn: ConversationFn | None = None,
-    mc_fraction: float = 0.5,
+    *,
+    mc_fraction: float,
 ) -> tuple[list[str], list[tuple[int, list[tuple[str, str]]]]]:
     """Stage 0's text: the captions and the conversations of the first ``n`` samples (the
     LM sees them without image; ``corpus_texts`` renders them for the tokenizer and the hash)."""
-    return world.texts[:n], conversations(world, n, n_turns, seed, 0, fn, mc_fraction)
+    return world.texts[:n], conversations(world, n, n_turns, seed, 0, fn, mc_fraction=mc_fraction)
 
 
 def corpus_texts(captions: list[str], convs: list[tuple[int, list[tuple[str, str]]]]) -> list[str]:
@@ -199,10 +202,11 @@ def instruction_examples(
     n_turns: int,
     seed: int,
     fn: ConversationFn | None = None,
-    mc_fraction: float = 0.5,
+    *,
+    mc_fraction: float,
 ) -> tuple[list[Example], list[int]]:
     """Stage 2 (Vicuna v1): image + question turns, loss on the answers."""
-    convs = conversations(world, n, n_turns, seed, 2, fn, mc_fraction)
+    convs = conversations(world, n, n_turns, seed, 2, fn, mc_fraction=mc_fraction)
     return [template.conversation(turns) for _, turns in convs], [i for i, _ in convs]
 
 

@@ -33,6 +33,7 @@ from typing import Any
 
 from encoderlab.data.reader import Blob, SampleDataset, SampleRef, index_source
 from encoderlab.errors import DataError
+from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.tokenizer import IMAGE_TOKEN
 
 __all__ = [
@@ -210,17 +211,17 @@ def _extension(data: bytes) -> str:
 def export_llava(
     split: str | Path,
     out: str | Path,
+    recipe: VLMConfig,
     n: int | None = None,
-    n_turns: int = 3,
-    seed: int = 0,
-    mc_fraction: float = 0.5,
     export_images: bool = False,
 ) -> tuple[Path, int]:
     """Write the stage-2 conversations of the first ``n`` samples of a shard split as LLaVA
-    JSON (the turns ``vlm.data.conversations`` makes for stage 2 with this seed: SynthWorld's
-    questions, or questions about a real set's labels). Images point into the split's shards
-    (``<split>/KEY.png``, relative to the JSON's directory), or, with ``export_images``, to
-    files written beside the JSON. Returns the path and the number of records."""
+    JSON: the turns ``vlm.data.conversations`` makes for stage 2 under ``recipe`` (its turns
+    per conversation, multiple-choice share and seed; SynthWorld's questions, or questions
+    about a real set's labels), so the file holds what that recipe trains on. Images point
+    into the split's shards (``<split>/KEY.png``, relative to the JSON's directory), or, with
+    ``export_images``, to files written beside the JSON. Returns the path and the number of
+    records."""
     from encoderlab.vlm.data import TrainWorld, conversations
 
     split, out = Path(split), Path(out)
@@ -228,7 +229,9 @@ def export_llava(
     if not rows:
         raise DataError(f"{split}: no readable samples")
     world = TrainWorld(str(split), [r[2] for r in rows], [r[3] for r in rows], [])
-    convs = conversations(world, len(rows), n_turns, seed, 2, None, mc_fraction)
+    convs = conversations(
+        world, len(rows), recipe.n_turns, recipe.seed, 2, mc_fraction=recipe.mc_fraction
+    )
     records = []
     for i, turns in convs:
         key, data, _, _ = rows[i]

@@ -48,9 +48,11 @@ from encoderlab.vlm.tasks import LMTask
 from encoderlab.vlm.template import Template
 from encoderlab.vlm.tokenizer import prepare_tokenizer, train_tokenizer
 
-__all__ = ["LM_DONE", "build_lm", "lm_info", "load_lm", "pretrain_lm", "quiet_hf"]
+__all__ = ["LM_DONE", "LM_RECIPE_KEYS", "build_lm", "lm_info", "load_lm", "pretrain_lm", "quiet_hf"]
 
 LM_DONE = "lm.json"  # written last: its presence marks a finished stage 0
+# The VLMConfig fields that shape stage 0's conversations, recorded in lm.json (``recipe``).
+LM_RECIPE_KEYS = ("n_turns", "mc_fraction", "max_text_tokens", "seed")
 
 
 @contextmanager
@@ -128,7 +130,12 @@ def pretrain_lm(
     """Stage 0: train (or find in ``cache_root``) the embedded LM; return its directory."""
     dist = dist_info or DistInfo()
     captions, convs = lm_corpus(
-        world, cfg.stage0.examples, cfg.n_turns, cfg.seed, conversation_fn, cfg.mc_fraction
+        world,
+        cfg.stage0.examples,
+        cfg.n_turns,
+        cfg.seed,
+        conversation_fn,
+        mc_fraction=cfg.mc_fraction,
     )
     texts = corpus_texts(captions, convs)
     key = config_hash(
@@ -182,6 +189,8 @@ def pretrain_lm(
         info = {
             "hash": key,
             "config": cfg.lm.model_dump(mode="json"),
+            # the conversations it was trained on: what its context check must ask again
+            "recipe": {k: getattr(cfg, k) for k in LM_RECIPE_KEYS},
             "stage0": {**summary, "texts": len(docs), "sequences": len(examples), "final": last},
             "vocab_size": len(tokenizer),
             "seconds": time.perf_counter() - start,

@@ -124,7 +124,7 @@ def own_vs_other(
     template: Template,
     items: list,
     oracle: OracleTokens,
-    scoring: str = "letter",
+    scoring: str,
     batch_size: int = 64,
 ) -> dict[str, Any]:
     """Accuracy on held-out ``(sample, question)`` items with each scene's own tokens vs the
@@ -143,7 +143,8 @@ def oracle_check(
     out: str | Path,
     n: int = 256,
     progress: bool = True,
-    scoring: str = "letter",
+    *,
+    scoring: str,
 ) -> dict[str, Any]:
     """Train the oracle VLM under ``out`` and check it on ``n`` held-out (val) questions: the
     ``paired_accuracy`` of own vs another scene's tokens scored by ``scoring`` (top-level keys)

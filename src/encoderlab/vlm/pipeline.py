@@ -133,7 +133,7 @@ def train_stages(
             cfg.n_turns,
             cfg.seed,
             conversation_fn,
-            cfg.mc_fraction,
+            mc_fraction=cfg.mc_fraction,
         ),
     }
     stages: dict[str, Any] = {}

@@ -20,7 +20,7 @@ import torch
 from encoderlab.data.reader import SampleDataset, index_source
 from encoderlab.errors import DataError
 from encoderlab.evaluate.stats import paired_difference
-from encoderlab.suite.questions import QUESTION_TYPES, Question, generate
+from encoderlab.suite.questions import QUESTION_TYPES, SCORINGS, Question, generate
 from encoderlab.vlm.model import VLM, VLMModel, letter_logprobs, option_loglik
 from encoderlab.vlm.template import Template
 
@@ -72,16 +72,13 @@ def heldout_items(
     return items
 
 
-SCORINGS = ("letter", "cloze")
-
-
 @torch.no_grad()
 def answer_correct(
     model: VLMModel,
     template: Template,
     features: torch.Tensor,
     questions: Sequence[Question],
-    scoring: str = "letter",
+    scoring: str,
     batch_size: int = 64,
 ) -> np.ndarray:
     """1.0 where the model picks the right option of ``questions[i]`` with image features
@@ -107,7 +104,7 @@ def compare_features(
     template: Template,
     questions: Sequence[Question],
     features: dict[str, torch.Tensor],
-    scoring: str = "letter",
+    scoring: str,
     batch_size: int = 64,
 ) -> dict[str, Any]:
     """``paired_accuracy`` of the same questions answered with two sets of image features
@@ -122,7 +119,7 @@ def real_vs_blank(
     vlm: VLM,
     images: torch.Tensor,
     questions: Sequence[Question],
-    scoring: str = "letter",
+    scoring: str,
     batch_size: int = 64,
 ) -> dict[str, Any]:
     """Accuracy with the images and with blank ones (``compare_features``), scored by
@@ -159,11 +156,13 @@ def image_sanity(
     n: int = 256,
     split: str = "val",
     seed: int = 0,
-    scoring: str = "letter",
+    *,
+    scoring: str,
 ) -> dict[str, Any]:
     """``real_vs_blank`` on ``n`` held-out questions, scored by ``scoring`` (the top-level keys,
     with ``scoring`` itself; ``uses_image``: the paired-bootstrap 95% CI of real - blank accuracy
-    lies above 0) and by each other scoring (the same keys under its name)."""
+    lies above 0) and by each other scoring (the same keys under its name). ``scoring`` has no
+    default: a study passes its ``suite.scoring``, so the check reads as its suite scores."""
     items = heldout_items(data, n, vlm.tower.image_size, split, seed)
     images = torch.stack([item["image"] for item, _ in items])
     questions = [q for _, q in items]
