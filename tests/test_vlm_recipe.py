@@ -1,6 +1,7 @@
 """The VLM recipe has one source (issue #18): the question mix (``n_turns``, ``mc_fraction``)
 and the scoring rule are defined once and reach every consumer from the config the LM / VLM
-was trained with. Nothing trains here: consumers are stopped (or stubbed) at the
+was trained with; the tiny recipe is written out in full in ``presets/tiny.yaml`` and a change
+there is what the study runs. Nothing trains here: consumers are stopped (or stubbed) at the
 point where they read the values."""
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ from typing import Any
 
 import pytest
 import typer.models
+from pydantic import BaseModel
 
 import encoderlab
+from encoderlab.config import load_preset
 from encoderlab.study.config import StudyConfig, load_study
 from encoderlab.study.pipeline import Study
 from encoderlab.suite.harness import EvalConfig
@@ -24,6 +27,7 @@ from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.data import TrainWorld
 
 RECIPE_PARAMETERS = ("n_turns", "mc_fraction", "scoring")
+TINY = Path(encoderlab.__file__).parent / "presets" / "tiny.yaml"
 
 
 # -- one source -----------------------------------------------------------------------------
@@ -158,3 +162,44 @@ def test_the_study_hands_each_check_the_recipe_it_trained_with(
     assert {stages[n].config["scoring"] for n in ("vlm/clip", "vlm/oracle", "suite/clip")} == {
         "letter"
     }
+
+
+# -- the tiny recipe in its preset ----------------------------------------------------------
+def _fields(model: type[BaseModel], section: dict[str, Any], path: str = "vlm") -> list[str]:
+    """Key paths of ``model``'s fields that ``section`` does not write out."""
+    missing = []
+    for name, field in model.model_fields.items():
+        if name not in section:
+            missing.append(f"{path}.{name}")
+        elif isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel):
+            missing += _fields(field.annotation, section[name], f"{path}.{name}")
+    return missing
+
+
+def test_tiny_yaml_writes_the_whole_vlm_recipe() -> None:
+    section = load_preset("tiny")["vlm"]
+    assert _fields(VLMConfig, section) == []
+    # the values are today's defaults: writing them out changed no result (and no stage hash)
+    assert VLMConfig.model_validate(section) == VLMConfig() == load_study("tiny").vlm
+
+
+def test_a_changed_key_in_a_copy_of_tiny_yaml_is_what_the_study_runs(tmp_path: Path) -> None:
+    text = TINY.read_text()
+    for old, new in (
+        ("  n_turns: 2 ", "  n_turns: 3 "),
+        ("train: {<<: *vlm_train, samples: 8192,", "train: {<<: *vlm_train, samples: 4096,"),
+    ):
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    copy = tmp_path / "tiny-copy.yaml"
+    copy.write_text(text)
+    cfg = load_study(str(copy))  # as `encoderlab study run --preset tiny-copy.yaml` loads it
+    assert cfg.vlm.n_turns == 3 and cfg.vlm.stage2.train.total_steps == 512
+    assert cfg.vlm.stage1.train.samples == 2048  # the shared schedule is untouched elsewhere
+    stages = {s.name: s for s in Study(cfg, tmp_path / "study", progress=False).stages}
+    assert stages["lm"].config["n_turns"] == 3
+    for name in ("vlm/clip", "vlm/dino", "vlm/fused", "vlm/oracle"):
+        assert stages[name].config["stage2"]["train"]["samples"] == 4096
+        assert stages[name].config["n_turns"] == 3
+    tiny = {s.name: s for s in Study(load_study("tiny"), tmp_path / "t", progress=False).stages}
+    assert stages["vlm/clip"].key.hash != tiny["vlm/clip"].key.hash  # it would rerun

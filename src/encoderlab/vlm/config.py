@@ -1,7 +1,12 @@
 """The VLM recipe: one config for every encoder, so that VLMs differ only in their encoder.
 
-``VLMConfig()`` is the ``tiny`` preset; ``VLMConfig.smoke()`` runs the whole pipeline in
-seconds. A study preset may override either with a ``vlm:`` section (``load_vlm_config``).
+The ``tiny`` recipe is written out in full in ``presets/tiny.yaml``; ``VLMConfig()``'s field
+defaults equal it (tests/test_vlm_recipe.py) and are the base other presets' ``vlm:`` sections
+override key by key (``load_vlm_config``); ``VLMConfig.smoke()`` runs the whole pipeline in
+seconds. The question mix (``n_turns``, ``mc_fraction``) has its only default here: stage 0,
+stage 2, the LM's context check and the LLaVA export take it from the config they run with,
+and the functions below them have no default of their own. (The scoring rule's one default is
+``suite.harness.EvalConfig.scoring``; a study's checks read its ``suite.scoring``.)
 
 Batches are small (8) because at this scale the number of optimizer steps, not of samples,
 decides when the LM starts to read the image tokens. Two choices follow from the oracle VLM
@@ -68,7 +73,7 @@ def _train(**kw: Any) -> TrainConfig:
 
 
 class VLMConfig(StrictModel):
-    """LLaVA-1.5 recipe at small scale. Field defaults are the ``tiny`` preset."""
+    """LLaVA-1.5 recipe at small scale. Field defaults are the ``tiny`` recipe."""
 
     lm: LMConfig = Field(default_factory=LMConfig)
     lm_path: str | None = Field(
@@ -89,7 +94,9 @@ class VLMConfig(StrictModel):
         "raw features (the paper preset)",
     )
     max_text_tokens: int = Field(256, gt=8, description="text tokens per example (truncated)")
-    n_turns: int = Field(2, gt=0, description="question turns per stage-2 conversation")
+    n_turns: int = Field(
+        2, gt=0, description="question turns per stage-0/2 conversation (and the context check's)"
+    )
     mc_fraction: float = Field(
         0.0,
         ge=0.0,
