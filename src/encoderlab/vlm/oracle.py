@@ -147,9 +147,9 @@ def oracle_check(
     scoring: str,
 ) -> dict[str, Any]:
     """Train the oracle VLM under ``out`` and check it on ``n`` held-out (val) questions: the
-    ``paired_accuracy`` of own vs another scene's tokens scored by ``scoring`` (top-level keys)
-    and by the other scoring (under its name; ``sanity.with_other_scorings``), and each stage's
-    final loss."""
+    ``paired_accuracy`` of own vs another scene's tokens scored by ``scoring`` (top-level keys,
+    ``by_type`` per question type: which facts the recipe can read) and by the other scoring
+    (under its name; ``sanity.with_other_scorings``), and each stage's final loss."""
     oracle = OracleTokens()
     model, template, stages = train_oracle_vlm(cfg, data, lm_cache, out, oracle, progress)
     items = heldout_items(data, n, None)
