@@ -427,39 +427,12 @@ def test_vlm_findings_need_vlms_that_use_their_image() -> None:
     assert [f.verdict for f in ok[5:7]] == ["supported", "supported"]
     vacuous = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind})
     assert [f.verdict for f in vacuous[5:7]] == ["not resolved", "not resolved"]
-    assert "dino 28.0% vs blank 28.0%" in vacuous[5].note and "clip" not in vacuous[5].note
+    # one line of reason: which VLM fails, and where the evidence is (not the evidence again)
+    assert vacuous[5].note.startswith(
+        "premise fails: no better than a blank image (dino 28.0% vs blank 28.0%); see VLM checks"
+    )
+    assert "clip" not in vacuous[5].note.split(";")[0] and "\n" not in vacuous[5].note
     assert all_findings(None, None, {}, {"dino": blind})[5].verdict == "not run"
-    # the LM's picture-slot check says why, and only when the LM does not read its slot
-    gap = {"own": 3.87, "other": 3.86, "gap": -0.01, "gap_low": -0.02, "gap_high": 0.0}
-    deaf = {"questions": gap, "describe": gap, "reads_context": False}
-    why = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind}, deaf)[5].note
-    assert "does not read its picture slot" in why and "3.87 nats" in why and "3.86" in why
-    reads = {**deaf, "reads_context": True}
-    note = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind}, reads)[5].note
-    assert note == vacuous[5].note
-    assert all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": sees}, deaf) == ok
-    # the recipe's positive control (ground-truth image tokens) says whose fault it is
-    check = {"own": 0.25, "other": 0.25, "gain": 0.0, "gain_low": 0.0, "gain_high": 0.0}
-    stuck = {**check, "uses_image": False}
-    note = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind}, None, stuck)
-    assert "25.0% with a scene's own ground-truth tokens vs 25.0%" in note[5].note
-    assert "recipe cannot use an image at all" in note[5].note
-    works = {**check, "own": 0.9, "gain": 0.65, "uses_image": True}
-    note = all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": blind}, None, works)
-    assert "90.0%" in note[5].note and "encoders' features are what it cannot use" in note[5].note
-    assert all_findings(None, None, {"dino": cmp}, {"clip": sees, "dino": sees}, None, stuck) == ok
-    # by cloze (the option's text as the answer) the oracle may read what it cannot letter
-    reads = {**stuck, "cloze": {**check, "own": 0.34, "other": 0.29, "uses_image": True}}
-    blind_cloze = {**blind, "cloze": {"real": 0.27, "blank": 0.26, "uses_image": False}}
-    note = all_findings(None, None, {"dino": cmp}, {"dino": blind_cloze}, None, reads)[5].note
-    assert "dino 28.0% vs blank 28.0%, by cloze 27.0% vs 26.0%" in note
-    assert "vs 25.0% with another scene's, by cloze 34.0% vs 29.0%" in note
-    assert "cannot answer with an option's letter" in note and "cannot use an image" not in note
-    # a cloze-scored study reads its checks in cloze and quotes letters beside
-    by_cloze = {**reads["cloze"], "scoring": "cloze", "letter": stuck}
-    note = all_findings(None, None, {"dino": cmp}, {"dino": blind}, None, by_cloze)[5].note
-    assert "34.0% with a scene's own ground-truth tokens vs 29.0% with another scene's" in note
-    assert ", by letter 25.0% vs 25.0%" in note and "encoders' features are what it cannot" in note
 
 
 def test_all_findings_order_and_not_run() -> None:

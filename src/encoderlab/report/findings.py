@@ -322,64 +322,20 @@ def no_gain(variant: str, clip_vs_variant: Mapping[str, Any] | None) -> Finding:
     return Finding("Variants", claim, verdict, rule, numbers, note)
 
 
-def blind_vlms(
-    sanity: Mapping[str, Mapping[str, Any]],
-    names: tuple[str, ...],
-    lm_context: Mapping[str, Any] | None = None,
-    oracle: Mapping[str, Any] | None = None,
-) -> str:
-    """The VLMs among ``names`` that do not answer better with their image than with a blank
-    one (``sanity[name]``: ``vlm.sanity.image_sanity``; its ``uses_image``: the paired CI of
-    real - blank lies above 0), as a note; '' if all do or it is unknown. When the study's LM
-    does not read its picture slot either (``lm_context``: ``vlm.context.context_check``), the
-    note says so: that is why. ``oracle`` (``vlm.oracle.oracle_check``: the same recipe on
-    ground-truth image tokens) says whether the recipe can use an image at all. Both checks
-    score as the suite does (their ``scoring``: option letter, or cloze: the option's text as
-    the answer); the other scoring's result is quoted beside, and tells a recipe that reads the
-    image but cannot answer with a letter from one that cannot read it."""
-
-    def other(check: Mapping[str, Any]) -> tuple[str, Mapping[str, Any]]:
-        """The other scoring's name and result ('', {} if the check has none)."""
-        name = "cloze" if check.get("scoring", "letter") == "letter" else "letter"
-        return (name, check[name]) if isinstance(check.get(name), Mapping) else ("", {})
-
-    def beside(check: Mapping[str, Any], a: str, b: str) -> str:
-        name, c = other(check)
-        return f", by {name} {100 * c[a]:.1f}% vs {100 * c[b]:.1f}%" if c else ""
-
+def blind_vlms(sanity: Mapping[str, Mapping[str, Any]], names: tuple[str, ...]) -> str:
+    """Why a VLM claim is not resolved, in one line: the VLMs among ``names`` that do not
+    answer better with their image than with a blank one (``sanity[name]``:
+    ``vlm.sanity.image_sanity``; its ``uses_image``: the paired CI of real − blank lies above
+    0); '' if all do or it is unknown. The evidence behind it (each check, the LM's picture
+    slot, the oracle) is stated once, in the report's VLM checks section."""
     blind = [
         f"{n} {100 * sanity[n]['real']:.1f}% vs blank {100 * sanity[n]['blank']:.1f}%"
-        + beside(sanity[n], "real", "blank")
         for n in names
         if n in sanity and sanity[n].get("uses_image") is False
     ]
     if not blind:
         return ""
-    note = f"vacuous: the VLM does not use its image ({'; '.join(blind)})"
-    if lm_context and lm_context.get("reads_context") is False:
-        d = lm_context["describe"]
-        note += (
-            "; its LM does not read its picture slot even when that holds the caption: asked "
-            f"to repeat it, its loss is {d['own']:.2f} nats with the caption there vs "
-            f"{d['other']:.2f} with another image's caption"
-        )
-    if oracle and "uses_image" in oracle:
-        numbers = (
-            f"{100 * oracle['own']:.1f}% with a scene's own ground-truth tokens vs "
-            f"{100 * oracle['other']:.1f}% with another scene's"
-        ) + beside(oracle, "own", "other")
-        name, alt = other(oracle)
-        if oracle["uses_image"]:
-            why = "the recipe can use an image, so these encoders' features are what it cannot use"
-        elif name == "cloze" and alt.get("uses_image"):
-            why = (
-                "the recipe reads an image but its LM cannot answer with an option's letter, so "
-                "letter-scored results say nothing about the encoders"
-            )
-        else:
-            why = "the recipe cannot use an image at all, so this says nothing about the encoders"
-        note += f"; a VLM trained the same way on perfect image features scores {numbers}: {why}"
-    return note
+    return f"premise fails: no better than a blank image ({'; '.join(blind)}); see VLM checks"
 
 
 def _noted(finding: Finding, note: str) -> Finding:
@@ -406,17 +362,14 @@ def all_findings(
     analysis: Mapping[str, Any] | None,
     vs_clip: Mapping[str, Mapping[str, Any]],
     sanity: Mapping[str, Mapping[str, Any]] | None = None,
-    lm_context: Mapping[str, Any] | None = None,
-    oracle: Mapping[str, Any] | None = None,
 ) -> list[Finding]:
     """Every claim, in the paper's order. ``vs_clip[name]``: ``compare(clip_dir, name_dir)``;
-    ``sanity[name]``: the VLM's real- vs blank-image check (a VLM claim needs it passed);
-    ``lm_context``: the LM's picture-slot check and ``oracle``: the recipe on ground-truth image
-    tokens (both explain a failed one)."""
+    ``sanity[name]``: the VLM's real- vs blank-image check (a VLM claim needs it passed; what
+    explains a failure is the VLM checks section's, ``report.vlm_checks``)."""
     sanity = sanity or {}
 
     def blind(names: tuple[str, ...]) -> str:
-        return blind_vlms(sanity, names, lm_context, oracle)
+        return blind_vlms(sanity, names)
 
     power = control_power(control)
     weak = (

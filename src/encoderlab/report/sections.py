@@ -13,6 +13,7 @@ from typing import Any
 from encoderlab.evaluate.figures import pair_grid_name
 from encoderlab.evaluate.power import power_note
 from encoderlab.evaluate.sensitivity_table import is_highlight
+from encoderlab.report import vlm_checks
 from encoderlab.report.document import (
     Block,
     Cell,
@@ -43,6 +44,7 @@ SECTION_TITLES = {
     "losses": "Pre-training loss",
     "sensitivity": "Embedding sensitivity",
     "pairs": "Mined pairs",
+    vlm_checks.SECTION: vlm_checks.TITLE,
     "vlm": "VLM suite",
     "variants": "Variants vs CLIP",
 }
@@ -82,7 +84,8 @@ def findings_section(findings: list[Finding], replicates: int = 1) -> Section:
         "than DINO?”, checked against this run. Verdicts are computed from the numbers and their "
         "confidence intervals: supported (the interval is on the predicted side), contradicted "
         "(entirely on the other side), not resolved (it includes the boundary, or the claim's "
-        "premise fails: encoders near chance, or VLMs that do not use their image), not run."
+        "premise fails: encoders near chance, or VLMs that do not use their image, whose evidence "
+        "is under VLM checks), not run."
     )
     if replicates > 1:
         intro += (
@@ -489,6 +492,7 @@ def build_document(
             losses_section(res, figures.get("losses")),
             sensitivity_section(res),
             pairs_section(res),
+            vlm_checks.vlm_checks_section(res, replicates),
             vlm_section(res, figures),
             variants_section(res),
         ],
