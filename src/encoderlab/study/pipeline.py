@@ -126,7 +126,9 @@ class Study:
             error = ranks.share()  # rank 0's lock: held, or why not
             if error is not None:
                 raise cache.StudyLocked(error)
-            return self._run(only, info, ranks)
+            found = self._run(only, info, ranks)
+            ranks.close()
+            return found
         try:
             lock = cache.study_lock(self.out)  # one study per directory (a second one refuses)
             lock.__enter__()
@@ -135,9 +137,11 @@ class Study:
             raise
         try:
             ranks.share(None)
-            return self._run(only, info, ranks)
+            found = self._run(only, info, ranks)
         finally:
             lock.__exit__(None, None, None)
+        ranks.close()
+        return found
 
     def _run(self, only: list[str] | None, info: Any, ranks: Any) -> dict[str, Any]:
         main = info.is_main

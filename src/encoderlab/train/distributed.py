@@ -91,3 +91,13 @@ class Coordinator:
         out: list[Any] = [None] * self.info.world_size
         dist.all_gather_object(out, value, group=self.group)
         return out
+
+    def close(self) -> None:
+        """Leave together and tear the process groups down before the interpreter exits: a
+        gloo group destroyed during interpreter shutdown can abort a rank that is already done
+        ("terminate called without an active exception")."""
+        if self.group is None:
+            return
+        dist.barrier(group=self.group)
+        dist.destroy_process_group()
+        self.group = None
