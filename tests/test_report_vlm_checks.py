@@ -77,6 +77,16 @@ def test_checks_not_run_say_so(tmp_path: Path) -> None:
     texts = [b.text for b in blocks if hasattr(b, "text")]
     for missing in ("lm/context.json", "vlm/oracle/oracle.json", "vlm/<name>/sanity.json"):
         assert any(missing in t and "not run" in t for t in texts), missing
+    # a sanity.json from before the per-type breakdown: its overall numbers, and a line
+    _write_checks(root)
+    old = {k: v for k, v in load_study_results(root).sanity["dino"].items() if k != "by_type"}
+    _write(old, root / "vlm" / "dino" / "sanity.json")
+    blocks = vlm_checks_section(load_study_results(root)).blocks
+    texts = [b.text for b in blocks if hasattr(b, "text")]
+    assert (
+        "vlm/dino/sanity.json: no per-question-type breakdown (written before it existed)." in texts
+    )
+    assert sum("per question type" in getattr(b, "caption", "") for b in blocks) == 2
 
 
 def test_what_the_oracle_says_about_the_recipe() -> None:

@@ -67,6 +67,15 @@ def by_type_table(check: Mapping[str, Any], names: tuple[str, str], caption: str
     return Table(header, rows, caption)
 
 
+def _per_type(
+    check: Mapping[str, Any], names: tuple[str, str], caption: str, path: str
+) -> Table | Text:
+    """The check's per-type table, or a line saying its file predates the breakdown."""
+    if "by_type" in check:
+        return by_type_table(check, names, caption)
+    return Text(f"{path}: no per-question-type breakdown (written before it existed).", muted=True)
+
+
 def oracle_meaning(oracle: Mapping[str, Any]) -> str:
     """What the oracle's result says about the recipe, in one sentence."""
     name, alt = other_scoring(oracle)
@@ -133,9 +142,8 @@ def _oracle_blocks(oracle: Mapping[str, Any] | None) -> list[Block]:
             f"points{_beside(oracle)}: {oracle_meaning(oracle)}."
         )
     ]
-    if "by_type" in oracle:
-        caption = f"Oracle VLM per question type, by {scoring}: own − other, 95% paired CI"
-        blocks.append(by_type_table(oracle, ("own", "other"), caption))
+    caption = f"Oracle VLM per question type, by {scoring}: own − other, 95% paired CI"
+    blocks.append(_per_type(oracle, ("own", "other"), caption, "vlm/oracle/oracle.json"))
     return blocks
 
 
@@ -175,9 +183,8 @@ def _sanity_blocks(sanity: Mapping[str, Mapping[str, Any]]) -> list[Block]:
     blocks: list[Block] = [Table(header, rows, caption, label_columns=3)]
     for name in names:
         s = sanity[name]
-        if "by_type" in s:
-            caption = f"{name} VLM per question type, by {s.get('scoring', 'letter')}: real − blank"
-            blocks.append(by_type_table(s, ("real", "blank"), caption))
+        caption = f"{name} VLM per question type, by {s.get('scoring', 'letter')}: real − blank"
+        blocks.append(_per_type(s, ("real", "blank"), caption, f"vlm/{name}/sanity.json"))
     return blocks
 
 
