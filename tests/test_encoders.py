@@ -415,3 +415,17 @@ def test_cnn_stage_features_for_cka_pad_with_zero_columns() -> None:
     assert enc.token_dim(0) == 8
     narrow = cka_matrix(feats[:1, :, :8], feats[1:])
     torch.testing.assert_close(torch.tensor(cka_matrix(feats[:1], feats[1:])), torch.tensor(narrow))
+
+
+def test_a_batchnorm_encoder_has_a_cache_key_that_follows_its_weights() -> None:
+    """encoder_key hashes every state tensor, BatchNorm's 0-dim ``num_batches_tracked``
+    included (the control stage keyed embeddings by it and crashed on a BatchNorm ResNet)."""
+    from encoderlab.evaluate.embeddings import encoder_key
+    from encoderlab.vlm.checkpoint import weights_hash
+
+    enc = cnn("resnet", norm="batch")
+    assert any(t.dim() == 0 for t in enc.state_dict().values())
+    key, digest = encoder_key(enc), weights_hash(enc.state_dict())
+    assert encoder_key(cnn("resnet", norm="batch")) == key
+    enc.train()(torch.randn(4, 3, 64, 64))  # one batch updates the running statistics
+    assert encoder_key(enc) != key and weights_hash(enc.state_dict()) != digest

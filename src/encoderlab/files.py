@@ -35,6 +35,7 @@ __all__ = [
     "make_readable",
     "output_error",
     "save_weights",
+    "tensor_bytes",
     "weights_bytes",
     "write_bytes",
     "write_json",
@@ -149,6 +150,15 @@ def weights_bytes(state: dict[str, torch.Tensor], metadata: dict | None = None) 
 
     tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
     return save(tensors, metadata={k: str(v) for k, v in (metadata or {}).items()})
+
+
+def tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """A tensor's raw bytes for hashing, 0-dim included (a BatchNorm's ``num_batches_tracked``
+    is a 0-dim int64, which ``view(torch.uint8)`` refuses)."""
+    import torch
+
+    t = tensor.detach().cpu().contiguous().reshape(-1)
+    return t.view(torch.uint8).numpy().tobytes() if t.numel() else b""
 
 
 def save_weights(

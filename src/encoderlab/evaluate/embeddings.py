@@ -30,6 +30,7 @@ from rich.progress import Progress
 from timm.models.vision_transformer import VisionTransformer
 
 from encoderlab.data.augment import normalize
+from encoderlab.files import tensor_bytes
 from encoderlab.precision import Precision, resolve_precision
 
 __all__ = [
@@ -123,7 +124,7 @@ def encoder_key(encoder: Encoder) -> str | None:
     for name, tensor in sorted(encoder.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         h.update(f"|{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(tensor_bytes(t))
     return h.hexdigest()[:16]
 
 

@@ -30,7 +30,14 @@ from safetensors.torch import load_file
 from encoderlab.config import config_hash, parse_config
 from encoderlab.encoders.vit import EncoderConfig, build_encoder
 from encoderlab.errors import EncoderlabError
-from encoderlab.files import check_records, file_records, make_readable, save_weights, write_json
+from encoderlab.files import (
+    check_records,
+    file_records,
+    make_readable,
+    save_weights,
+    tensor_bytes,
+    write_json,
+)
 from encoderlab.train.pretrain import load_encoder
 from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.lm import load_lm, quiet_hf
@@ -62,7 +69,7 @@ def weights_hash(*state_dicts: dict[str, torch.Tensor], config: Any = None) -> s
         for name in sorted(sd):
             t = sd[name].detach().cpu().contiguous()
             h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-            h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+            h.update(tensor_bytes(t))
     h.update(json.dumps(config, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
