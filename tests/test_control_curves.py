@@ -108,10 +108,37 @@ def test_matched_checkpoint_is_the_one_closest_to_the_weakest_final() -> None:
     assert steps == {"clip": 200, "dino": 400, "siglip": 100}  # |0.20-0.16|, final, |0.16-0.16|
     assert m["encoders"]["dino"]["final"] and not m["encoders"]["clip"]["final"]
     assert m["encoders"]["siglip"]["samples_seen"] == 6400
+    assert m["weakest_learned"] and m["untrained"] == 0.05
     # a tie goes to the later step (nearer to the compute-matched comparison)
-    tie = {"a": _curve([(0, 0.10), (100, 0.30), (200, 0.50)]), "b": _curve([(0, 0.05), (9, 0.2)])}
-    assert matched_checkpoints(tie)["encoders"]["a"]["step"] == 100  # 0.10 and 0.30: both 0.1
+    tie = {
+        "a": _curve([(0, 0.05), (100, 0.10), (200, 0.30), (300, 0.50)]),
+        "b": _curve([(0, 0.05), (9, 0.2)]),
+    }
+    assert matched_checkpoints(tie)["encoders"]["a"]["step"] == 200  # 0.10 and 0.30: both 0.1
     assert matched_checkpoints({}) == {}
+
+
+def test_the_untrained_network_is_never_a_match() -> None:
+    """Step 0 is the same random network for every objective: never the matched checkpoint,
+    and a weakest objective that ends no better than it leaves nothing to match."""
+    curves = {
+        "clip": _curve([(0, 0.115), (100, 0.20), (200, 0.36), (300, 0.45)]),
+        "dino": _curve([(0, 0.115), (100, 0.13), (200, 0.136), (300, 0.134)]),
+    }
+    curves["dino"]["points"][-1]["linear_low"] = 0.112
+    m = matched_checkpoints(curves)
+    assert m["encoders"]["clip"]["step"] == 100  # 0.20 is closest among trained checkpoints
+    assert m["weakest"] == "dino" and not m["weakest_learned"] and m["untrained"] == 0.115
+    clear = {f: (0.05, 0.02, 0.08) for f in ("category", "text", "colour", "style")}
+    matched = {**_analysis(clear), "matched": m, "compared": ["clip", "dino"]}
+    findings = accuracy_matched_findings(matched)
+    assert findings and all(f.verdict == "not resolved" for f in findings)
+    assert "no better than the untrained network (13.4% vs 11.5%" in findings[0].note
+    curves["dino"]["points"][-1]["linear_low"] = 0.12  # its CI clears the untrained network
+    m = matched_checkpoints(curves)
+    assert m["weakest_learned"]
+    matched["matched"] = m
+    assert any(f.verdict != "not resolved" for f in accuracy_matched_findings(matched))
 
 
 def test_snapshot_cadence_keeps_a_handful() -> None:

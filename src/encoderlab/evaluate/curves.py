@@ -107,12 +107,16 @@ def learning_curves(
 
 
 def matched_checkpoints(curves: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """For each objective, the curve point whose linear-probe accuracy is closest to the
+    """For each objective, the trained checkpoint (step > 0: the step-0 snapshot is the same
+    untrained network for every objective) whose linear-probe accuracy is closest to the
     weakest objective's final accuracy (ties: the later step, the nearer to compute-matched).
 
     ``curves``: name -> ``{"points": [{"step", "linear", "final", ...}]}``, as in
-    ``curves.json``. Returns ``{"weakest", "target", "encoders": {name: {"step",
-    "samples_seen", "linear", "final"}}}`` ({} without curves)."""
+    ``curves.json``. Returns ``{"weakest", "target", "weakest_learned", "untrained",
+    "encoders": {name: {"step", "samples_seen", "linear", "final"}}}`` ({} without curves).
+    ``weakest_learned`` is False when the weakest objective's final probe (its CI's low end)
+    is no better than the untrained network's (``untrained``): matching to it would compare
+    encoders that learned nothing, so the comparison has no premise."""
     finals = {
         name: next(p for p in reversed(c["points"]) if p.get("final", True))
         for name, c in curves.items()
@@ -122,18 +126,28 @@ def matched_checkpoints(curves: Mapping[str, Mapping[str, Any]]) -> dict[str, An
         return {}
     weakest = min(finals, key=lambda n: finals[n]["linear"])
     target = finals[weakest]["linear"]
+    start = next((p for p in curves[weakest]["points"] if p["step"] == 0), None)
+    untrained = start["linear"] if start is not None else None
+    low = finals[weakest].get("linear_low", target)
     chosen = {}
     for name, c in curves.items():
-        if not c.get("points"):
+        trained = [p for p in c.get("points", []) if p["step"] > 0]
+        if not trained:
             continue
-        best = min(c["points"], key=lambda p: (abs(p["linear"] - target), -p["step"]))
+        best = min(trained, key=lambda p: (abs(p["linear"] - target), -p["step"]))
         chosen[name] = {
             "step": best["step"],
             "samples_seen": best.get("samples_seen"),
             "linear": best["linear"],
             "final": bool(best.get("final")),
         }
-    return {"weakest": weakest, "target": target, "encoders": chosen}
+    return {
+        "weakest": weakest,
+        "target": target,
+        "weakest_learned": untrained is None or low > untrained,
+        "untrained": untrained,
+        "encoders": chosen,
+    }
 
 
 def matched_encoder(run: Path, step: int) -> torch.nn.Module:

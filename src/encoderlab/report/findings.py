@@ -226,11 +226,17 @@ def accuracy_matched_findings(matched: Mapping[str, Any] | None) -> list[Finding
         f"accuracy-matched: {where}; target: {info.get('weakest')}'s final "
         f"{100 * info.get('target', float('nan')):.1f}%; {scenes} scenes"
     )
+    if info.get("weakest_learned") is False:
+        note = (
+            f"{info.get('weakest')}'s final encoder probes no better than the untrained "
+            f"network ({100 * info['target']:.1f}% vs {100 * info['untrained']:.1f}% at step "
+            f"0), so there is no trained checkpoint to match; {note}"
+        )
     return [
         Finding(
             "Embeddings, accuracy-matched",
             f.claim,
-            f.verdict,
+            "not resolved" if info.get("weakest_learned") is False else f.verdict,
             f.rule,
             f.numbers,
             f"{note}; {f.note}" if f.note else note,
