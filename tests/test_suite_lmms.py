@@ -1,9 +1,10 @@
 """The lmms-eval adapter on a local task (YAML + utils + parquet, no hub).
 
-lmms-eval itself is not installed (heavy optional install), so this test drives the adapter the
-way lmms-eval's evaluator does: it reads the task YAML (``!function`` tags), puts the documents
-in ``model.task_dict[task][split]``, builds requests whose ``.args`` follow lmms-eval's layouts,
-and scores the responses with the task's own ``process_results`` / log-likelihood argmax.
+This test needs no lmms-eval (an optional extra): it drives the adapter the way lmms-eval's
+evaluator does: it reads the task YAML (``!function`` tags), puts the documents in
+``model.task_dict[task][split]``, builds requests whose ``.args`` follow lmms-eval's layouts, and
+scores the responses with the task's own ``process_results`` / the smallest loss (lmms-eval's
+``multiple_choice`` rule). ``test_lmms_eval_real.py`` runs the adapter inside lmms-eval itself.
 """
 
 from __future__ import annotations
@@ -126,19 +127,31 @@ def _run(task_file: Path, model_cls: type) -> float:
         assert all("\n" not in r for r in responses)  # cut at the task's "until"
         scores = [cfg["process_results"](d, [r])["accuracy"] for d, r in zip(docs, responses, strict=True)]  # fmt: skip
         return float(np.mean(scores))
-    # multiple_choice: one log-likelihood request per choice, continuation " <choice>"
+    # multiple_choice: one log-likelihood request per choice, continuation " <choice>"; the
+    # prediction is the choice with the smallest value (lmms-eval's argmin over losses)
     reqs, owners = [], []
     for i, (doc, ctx) in enumerate(zip(docs, contexts, strict=True)):
         for choice in cfg["doc_to_choice"](doc):
             reqs.append(Request((ctx, f" {choice}", cfg["doc_to_visual"], i, task, split)))
             owners.append(i)
-    results = lm.loglikelihood(reqs)
+    results = [_unwrap(r) for r in lm.loglikelihood(reqs)]
     assert all(isinstance(ll, float) and isinstance(g, bool) for ll, g in results)
+    assert all(ll >= 0 for ll, _ in results)  # losses: lmms-eval picks the smallest
     correct = []
     for i, doc in enumerate(docs):
         lls = [ll for (ll, _), o in zip(results, owners, strict=True) if o == i]
-        correct.append(int(np.argmax(lls)) == cfg["doc_to_target"](doc))
+        correct.append(int(np.argmin(lls)) == cfg["doc_to_target"](doc))
     return float(np.mean(correct))
+
+
+def _unwrap(response: Any) -> Any:
+    """A response as lmms-eval's evaluator stores it (0.7+ unwraps every response; earlier
+    versions, and no lmms-eval, keep it as it is)."""
+    try:
+        from lmms_eval.api.instance import unwrap_generation_output
+    except ImportError:
+        return response
+    return unwrap_generation_output(response)[0]
 
 
 @pytest.mark.parametrize("task", ["encoderlab_synth_mc.yaml", "encoderlab_synth_mc_loglik.yaml"])

@@ -1,10 +1,13 @@
 """An lmms-eval model adapter, so lmms-eval can score encoderlab VLMs on the real benchmarks.
 
-lmms-eval is an optional, heavy install (it pins wandb, opencv, yt-dlp...), so it is not a
-dependency: with it installed, ``EncoderlabLMM`` subclasses its ``lmms`` base class and is found
-through the ``lmms_eval.models`` entry point (``manifest`` below); without it, the class still
-works for any caller that passes lmms-eval-style requests (objects with ``.args``), which is how
-the tests drive it with a local task.
+lmms-eval is an optional, heavy install (it pins wandb, opencv, yt-dlp...): the ``lmms`` extra
+(``pip install -e '.[lmms]'``, lmms-eval >= 0.6, which has the ``registry_v2`` model manifests)
+brings it, and ``make test`` installs it. With it installed, ``EncoderlabLMM`` subclasses its
+``lmms`` base class and is found through the ``lmms_eval.models`` entry point (``manifest``
+below); without it, the class still works for any caller that passes lmms-eval-style requests
+(objects with ``.args``), which is how ``tests/test_suite_lmms.py`` drives it.
+``tests/test_lmms_eval_real.py`` runs it inside lmms-eval on a task built from a VMCBench TSV and
+checks its scores equal ``encoderlab eval``'s (letter scoring).
 
 Request layouts (lmms-eval's "simple" models):
 - ``generate_until``: ``(context, gen_kwargs, doc_to_visual, doc_id, task, split)``;
@@ -36,7 +39,7 @@ IMAGE_PLACEHOLDER = "<image>"
 
 
 def manifest() -> Any:
-    """The ``lmms_eval.models`` entry-point payload (lmms-eval >= 0.5 model registry)."""
+    """The ``lmms_eval.models`` entry-point payload (lmms-eval >= 0.6 model registry)."""
     from lmms_eval.models.registry_v2 import ModelManifest
 
     return ModelManifest(
@@ -126,9 +129,13 @@ class EncoderlabLMM(_Base):  # type: ignore[misc,valid-type]
                     out[i] = text
         return out
 
-    def loglikelihood(self, requests: list[Any]) -> list[tuple[float, bool]]:
-        """Log-probability of a one-letter continuation ("A".."D") as the first answer token.
+    def loglikelihood(self, requests: list[Any]) -> list[Any]:
+        """The loss (negative log-probability) of a one-letter continuation ("A".."D") as the
+        first answer token, and whether it is the likeliest letter.
 
+        A loss, not a log-probability: lmms-eval's ``multiple_choice`` scoring picks the
+        *smallest* value (``np.argmin``; its LLaVA returns the loss, EvolvingLMMs-Lab/lmms-eval
+        #370), so the likeliest letter wins as in ``encoderlab eval``'s letter scoring.
         ``is_greedy`` compares the letters only (the protocol scores option letters, not the
         whole vocabulary). Other continuations are not supported by the VLM protocol.
         """
@@ -151,8 +158,28 @@ class EncoderlabLMM(_Base):  # type: ignore[misc,valid-type]
             scores = scores.detach().float().cpu()
             for (_, _, letter), row in zip(chunk, scores, strict=True):
                 k = LETTERS.index(letter)
-                out.append((float(row[k]), bool(int(row.argmax()) == k)))
-        return out
+                out.append((-float(row[k]), bool(int(row.argmax()) == k)))
+        return _as_responses(out)
 
     def generate_until_multi_round(self, requests: list[Any]) -> list[str]:
         raise NotImplementedError("encoderlab VLMs answer single-turn requests only")
+
+
+def _as_responses(pairs: list[tuple[float, bool]]) -> list[Any]:
+    """``(loss, is_greedy)`` pairs as the running lmms-eval's evaluator keeps them.
+
+    lmms-eval 0.7's evaluator passes every response through ``unwrap_generation_output``,
+    which keeps text and ``GenerationResult.text`` but turns anything else into ``str(output)``,
+    a ``(float, bool)`` pair included, and ``multiple_choice`` scoring then fails on the string
+    (``too many values to unpack``, for every model). Wrapped in ``GenerationResult`` a pair
+    reaches the task as it is. Earlier versions (and callers without lmms-eval) store
+    responses unchanged, and a version that keeps pairs is detected and left alone.
+    """
+    try:
+        from lmms_eval.api.instance import GenerationResult, unwrap_generation_output
+    except ImportError:
+        return list(pairs)
+    probe = (0.0, True)
+    if unwrap_generation_output(probe)[0] == probe:
+        return list(pairs)
+    return [GenerationResult(text=pair) for pair in pairs]  # type: ignore[arg-type]
