@@ -6,7 +6,8 @@ with ``TaskManager(include_path=...)``) -> lmms-eval's own evaluator, ``simple_e
 "encoderlab", ...)``, which finds the adapter through the ``lmms_eval.models`` entry point, scores
 a micro VLM; ``encoderlab eval --scoring letter`` scores the same VLM on the same TSV. Every
 item's correctness, every option's loss and the accuracy must agree. A ``generate_until`` task
-on the same items checks the generation path against the VLM's own greedy answers.
+on the same items checks the generation path against the VLM's own greedy answers (a smoke
+check: the micro VLM ends its answers at once, so they are empty strings).
 
 lmms-eval runs in a subprocess: its evaluator seeds the global RNGs and patches ``filelock`` and
 ``ssl`` process-wide, which must not leak into other tests. Nothing is downloaded: the hub is
@@ -182,6 +183,7 @@ def test_lmms_eval_scores_equal_encoderlab_eval(tmp_path: Path) -> None:
     assert got["results"][MC_TASK]["acc,none"] == pytest.approx(accuracy, abs=1e-9)
 
     # generate_until: the adapter's answers are the VLM's greedy answers, cut at the "until"
+    # (the path runs and returns text; the smoke VLM's answers are "")
     vlm = load(tmp_path / "vlm")
     prompts = [mc_prompt(it.question, it.options) for it in items]
     with torch.no_grad():
