@@ -16,7 +16,6 @@ accuracy (majority class 4.3%) and the pretraining time. Runs go to
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from encoderlab.config import load_preset
+from encoderlab.config import load_preset, merge_sections
 
 BASE = "experiments/backbone-resnet10t-bn"
 # name: (objective, keys changed from BASE)
@@ -71,16 +70,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def encoderlab(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "encoderlab", *args], check=True)
 
@@ -90,7 +79,7 @@ def run_variant(name: str, data: Path, root: Path) -> dict[str, Any]:
     out = root / name
     out.mkdir(parents=True, exist_ok=True)
     preset = out / "preset.yaml"
-    preset.write_text(yaml.safe_dump(merged(load_preset(BASE), changes), sort_keys=False))
+    preset.write_text(yaml.safe_dump(merge_sections(load_preset(BASE), changes), sort_keys=False))
     run = out / objective
     if not (run / "run.json").exists():
         encoderlab(

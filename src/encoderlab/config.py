@@ -28,6 +28,7 @@ __all__ = [
     "list_presets",
     "load_preset",
     "load_yaml",
+    "merge_sections",
     "parse_config",
     "preset_section",
 ]
@@ -115,6 +116,18 @@ def load_preset(name: str) -> dict[str, Any]:
         return load_yaml(name)
     known = list_presets()
     raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(known)}")
+
+
+def merge_sections(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` overridden key by key by ``over``, nested sections merged, not replaced (how a
+    preset's section overrides the defaults it builds on). Neither input is modified."""
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_sections(out[key], value)
+        else:
+            out[key] = value
+    return out
 
 
 def config_hash(obj: Any, length: int = 12) -> str:

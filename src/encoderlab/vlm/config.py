@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from encoderlab.config import StrictModel, load_preset, parse_config
+from encoderlab.config import StrictModel, load_preset, merge_sections, parse_config
 from encoderlab.train.config import TrainConfig
 
 __all__ = ["LMConfig", "StageConfig", "VLMConfig", "load_vlm_config"]
@@ -140,20 +140,10 @@ class VLMConfig(StrictModel):
         return max(self.stage1.examples, self.stage2.examples)
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in over.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
-
-
 def load_vlm_config(preset: str) -> VLMConfig:
     """The recipe of a preset name or YAML path: the ``tiny`` defaults of ``VLMConfig``,
     overridden key by key by the preset's ``vlm:`` section if it has one."""
     base = VLMConfig()
     section = load_preset(preset).get("vlm") or {}
-    merged = _merge(base.model_dump(mode="json"), section)
+    merged = merge_sections(base.model_dump(mode="json"), section)
     return parse_config(VLMConfig, merged, source=preset, prefix="vlm")
