@@ -20,7 +20,7 @@ with a note: the accuracy-matched comparison (``accuracy_matched_findings``) is 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -193,11 +193,13 @@ def sensitivity_findings(analysis: Mapping[str, Any] | None) -> list[Finding]:
         )
         d = None if diffs is None else diffs.get(factor)
         if d is None or not _has_ci(d):
-            why = (
-                "needs the CLIP vs DINO sensitivity comparison in analysis.json"
-                if diffs is None
-                else f"factor {factor!r} was not measured"
-            )
+            skipped = ((analysis or {}).get("sensitivity") or {}).get("skipped")
+            if skipped:  # the analysis said why (real data: no counterfactual scenes)
+                why = f"the analysis did not run it: {skipped}"
+            elif diffs is None:
+                why = "needs the CLIP vs DINO sensitivity comparison in analysis.json"
+            else:
+                why = f"factor {factor!r} was not measured"
             out.append(Finding("Embeddings", claim, "not run", rule, note=why))
             continue
         side = _side(d["low"], d["high"]) * (1 if semantic else -1)
@@ -354,6 +356,16 @@ def _noted(finding: Finding, note: str) -> Finding:
     )
 
 
+def _unplanned(finding: Finding, names: tuple[str, ...], vlms: Collection[str] | None) -> Finding:
+    """A claim that did not run because the study trains no VLM on one of ``names`` says so
+    (``vlms``: the study's VLMs; None when unknown)."""
+    missing = [n for n in names if vlms is not None and n not in vlms]
+    if finding.verdict != "not run" or not missing:
+        return finding
+    note = f"this study trains no {' or '.join(missing)} VLM (its vlm_objectives)"
+    return Finding(finding.topic, finding.claim, "not run", finding.rule, note=note)
+
+
 def _premise(finding: Finding, why: str) -> Finding:
     if not why or finding.verdict == "not run":
         return finding
@@ -368,14 +380,16 @@ def all_findings(
     analysis: Mapping[str, Any] | None,
     vs_clip: Mapping[str, Mapping[str, Any]],
     sanity: Mapping[str, Mapping[str, Any]] | None = None,
+    vlms: Collection[str] | None = None,
 ) -> list[Finding]:
     """Every claim, in the paper's order. ``vs_clip[name]``: ``compare(clip_dir, name_dir)``;
     ``sanity[name]``: the VLM's real- vs blank-image check (a VLM claim needs it passed; what
-    explains a failure is the VLM checks section's, ``report.vlm_checks``)."""
+    explains a failure is the VLM checks section's, ``report.vlm_checks``); ``vlms``: the VLMs
+    the study trains, if known (a claim about one it does not train says so)."""
     sanity = sanity or {}
 
-    def blind(names: tuple[str, ...]) -> str:
-        return blind_vlms(sanity, names)
+    def vlm_claim(finding: Finding, names: tuple[str, ...]) -> Finding:
+        return _unplanned(_premise(finding, blind_vlms(sanity, names)), names, vlms)
 
     power = control_power(control)
     weak = (
@@ -387,7 +401,7 @@ def all_findings(
     return [
         matched_classification(control),
         *(_noted(f, weak) for f in sensitivity_findings(analysis)),
-        _premise(ocr_advantage(vs_clip.get("dino")), blind(("clip", "dino"))),
-        _premise(vision_centric(vs_clip.get("dino")), blind(("clip", "dino"))),
-        *(_premise(no_gain(v, vs_clip.get(v)), blind(("clip", v))) for v in VARIANT_WORDS),
+        vlm_claim(ocr_advantage(vs_clip.get("dino")), ("clip", "dino")),
+        vlm_claim(vision_centric(vs_clip.get("dino")), ("clip", "dino")),
+        *(vlm_claim(no_gain(v, vs_clip.get(v)), ("clip", v)) for v in VARIANT_WORDS),
     ]

@@ -70,6 +70,13 @@ class StudyResults:
     oracle: dict[str, Any] | None = None  # does the recipe use ground-truth image tokens?
     curves: dict[str, Any] | None = None  # the control at every snapshot (evaluate.curves)
     matched: dict[str, Any] | None = None  # the accuracy-matched sensitivity analysis
+    # the stages the study planned (the report stage's inputs); None when the report is built
+    # outside a study run, so what is missing cannot be told from what was never planned
+    planned: list[str] | None = None
+
+    def planned_vlm(self, name: str) -> bool:
+        """Whether the study trains the VLM ``name`` (True when the plan is unknown)."""
+        return self.planned is None or f"vlm/{name}" in self.planned
 
     @property
     def preview(self) -> Path | None:
@@ -131,6 +138,15 @@ def _stages(root: Path) -> list[dict[str, Any]]:
     return sorted(found, key=rank)
 
 
+def _planned(root: Path) -> list[str] | None:
+    """The report stage's inputs: every stage of the study (``study.stages.report_stage``)."""
+    for marker in ("stage.pending.json", "stage.json"):
+        record = _json(root / "report" / marker)
+        if record is not None and isinstance(record.get("inputs"), dict):
+            return sorted(record["inputs"])
+    return None
+
+
 def _suite_results(path: Path) -> dict[str, Any]:
     """results.json with benchmarks in the registry's order and categories in each view's."""
     res = _json(path) or {}
@@ -158,6 +174,7 @@ def load_study_results(study_dir: str | Path) -> StudyResults:
         oracle=_json(root / "vlm" / "oracle" / "oracle.json"),  # vlm.oracle.ORACLE_JSON
         curves=_json(root / "control" / "curves.json"),  # evaluate.curves.CURVES_JSON
         matched=_json(root / "matched" / "matched.json"),  # evaluate.curves.MATCHED_JSON
+        planned=_planned(root),
     )
     if res.control is not None and "encoders" in res.control:
         res.control["encoders"] = _reorder(res.control["encoders"])

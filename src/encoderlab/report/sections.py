@@ -106,7 +106,11 @@ def study_section(res: StudyResults) -> Section:
     expected = [
         ("control check", res.control is not None, "control/control.json"),
         ("embedding analysis", res.analysis is not None, "analysis/analysis.json"),
-        *((f"VLM {n}", n in res.suite, f"suite/{n}/results.json") for n in NAMES),
+        *(
+            (f"VLM {n}", n in res.suite, f"suite/{n}/results.json")
+            for n in NAMES
+            if res.planned_vlm(n)
+        ),
     ]
     missing = [f"{what} ({path})" for what, found, path in expected if not found]
     if missing:
@@ -123,7 +127,7 @@ def study_section(res: StudyResults) -> Section:
         ]
         blocks.append(Table(["stage", "state", "precision", "seconds"], rows, label_columns=3))
     if res.preview is not None:
-        blocks.append(Figure(res.preview, "SynthWorld training images and their captions"))
+        blocks.append(Figure(res.preview, "Training images and their captions"))
     return Section("study", SECTION_TITLES["study"], blocks)
 
 

@@ -129,7 +129,10 @@ def _context_blocks(context: Mapping[str, Any] | None) -> list[Block]:
     ]
 
 
-def _oracle_blocks(oracle: Mapping[str, Any] | None) -> list[Block]:
+def _oracle_blocks(oracle: Mapping[str, Any] | None, planned: bool) -> list[Block]:
+    if not planned:  # the study plans it on SynthWorld only (study.pipeline)
+        why = "it needs SynthWorld's ground-truth scene factors, which real images lack"
+        return [Text(f"Oracle VLM: not part of this study: {why}.", muted=True)]
     if oracle is None or "uses_image" not in oracle:
         return [Text("Oracle VLM: not run (vlm/oracle/oracle.json not found).", muted=True)]
     scoring = oracle.get("scoring", "letter")
@@ -205,7 +208,7 @@ def vlm_checks_section(res: StudyResults, replicates: int = 1) -> Section:
         [
             Text(intro),
             *_context_blocks(res.lm_context),
-            *_oracle_blocks(res.oracle),
+            *_oracle_blocks(res.oracle, res.planned_vlm("oracle")),
             *_sanity_blocks(res.sanity),
         ],
     )
