@@ -192,3 +192,14 @@ def test_sibling_diffs_name_only_what_differs(tmp_path: Path) -> None:
     other = json.loads((tmp_path / "dino" / "siblings.json").read_text())
     assert other == {"clip": {"objective": ["dino", "clip"]}}
     assert config_diff({"a": {"b": 1}}, {"a": {"b": 1, "c": 2}}) == {"a.c": [None, 2]}
+
+
+def test_throughput_counts_samples_not_the_keys_of_a_batch() -> None:
+    """The VLM stages' collated batches are dicts: their logged samples/s counts rows."""
+    from encoderlab.train.trainer import samples_in
+    from encoderlab.vlm.data import PadCollate
+
+    item = {"input_ids": [5, 6, 7], "labels": [5, 6, 7], "image": 0, "index": 0}
+    batch = PadCollate(pad_id=0)([item] * 3)
+    assert len(batch) == 5 and samples_in(batch) == 3
+    assert samples_in([object()] * 4) == 4  # a reader batch: its length

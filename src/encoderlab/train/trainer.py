@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -68,6 +68,14 @@ def build_optimizer(task: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
     # fused AdamW runs on CPU and GPU and is several times faster than the per-tensor loop
     # that torch picks by default on CPU; it is deterministic, so resume stays bitwise exact.
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, fused=True)
+
+
+def samples_in(batch: Any) -> int:
+    """Samples in a batch: a reader batch's length, or the leading size of a dict of tensors
+    (the VLM stages' collated batches, whose ``len`` counts their keys)."""
+    if isinstance(batch, Mapping):
+        return int(next(v for v in batch.values() if isinstance(v, torch.Tensor)).shape[0])
+    return len(batch)
 
 
 class Trainer:
@@ -143,15 +151,16 @@ class Trainer:
                 self.skips.extend(getattr(batch, "skipped", ()))
                 if getattr(batch, "error", None):
                     raise DataError(batch.error)
-                if getattr(self.dataset, "refill", False) and len(batch) != self.rank_batch:
+                n = samples_in(batch)
+                if getattr(self.dataset, "refill", False) and n != self.rank_batch:
                     # every rank must hold the same number of samples: CLIP gathers features
                     # by rank, DINO counts its centre over ranks (SampleDataset.refill)
                     raise DataError(
-                        f"rank {self.dist.rank}: a batch of {len(batch)} samples instead of "
+                        f"rank {self.dist.rank}: a batch of {n} samples instead of "
                         f"{self.rank_batch}: more than {MAX_REFILL} unreadable samples in a row "
                         f"({self.skips.summary().splitlines()[-1]})"
                     )
-                if len(batch) == 0:
+                if n == 0:
                     continue
                 yield batch
                 step += 1
@@ -255,7 +264,7 @@ class Trainer:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 task.on_step_end(step, self.total_steps)
-                window_n += len(batch) * self.dist.world_size
+                window_n += samples_in(batch) * self.dist.world_size
                 window_loss += loss.detach().float()
                 window_steps += 1
                 done = step + 1
