@@ -90,10 +90,11 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
 
 
 def _odd_recipe() -> StudyConfig:
-    """The smoke study with a question mix and scoring that no default has."""
+    """The smoke study with a question mix, scoring and check size that no default has."""
     cfg = load_study("smoke")
     vlm = cfg.vlm.model_copy(update={"n_turns": 3, "mc_fraction": 0.7})
-    suite = cfg.suite.model_copy(update={"scoring": "letter"})  # smoke scores by cloze
+    # smoke scores by cloze
+    suite = cfg.suite.model_copy(update={"scoring": "letter", "check_questions": 37})
     return cfg.model_copy(update={"vlm": vlm, "suite": suite})
 
 
@@ -123,7 +124,8 @@ def test_the_study_hands_each_check_the_recipe_it_trained_with(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """The lm stage gives stage 0 and the context check the same VLM config; the VLM, oracle
-    and suite stages score by the study's suite.scoring."""
+    and suite stages score by the study's suite.scoring; the sanity and oracle checks ask its
+    suite.check_questions."""
     cfg = _odd_recipe()
     got: dict[str, Any] = {}
 
@@ -159,6 +161,7 @@ def test_the_study_hands_each_check_the_recipe_it_trained_with(
     assert got["train_vlm"][0][3] is cfg.vlm and got["oracle"][0][0] is cfg.vlm
     assert got["sanity"][1]["scoring"] == got["oracle"][1]["scoring"] == "letter"
     assert got["suite"][0][1].scoring == "letter"
+    assert got["sanity"][0][2] == got["oracle"][0][4] == 37
     assert {stages[n].config["scoring"] for n in ("vlm/clip", "vlm/oracle", "suite/clip")} == {
         "letter"
     }

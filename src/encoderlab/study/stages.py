@@ -283,7 +283,10 @@ def vlm_stage(
         try:  # does it use its image? Held-out questions with the real vs a blank image (the
             # report's VLM findings need it); real data without a val split has no such check
             sanity = image_sanity(
-                load(stage.directory), split_dir(cfg, out, "val"), 256, scoring=cfg.suite.scoring
+                load(stage.directory),
+                split_dir(cfg, out, "val"),
+                cfg.suite.check_questions,
+                scoring=cfg.suite.scoring,
             )
         except DataError as err:
             summary["sanity"] = f"skipped: {err}"
@@ -296,11 +299,9 @@ def vlm_stage(
         "encoders": [e.name for e in encoders],
         **cfg.vlm.model_dump(mode="json"),
         "scoring": cfg.suite.scoring,  # the sanity check's (the report reads it in this one)
+        "check_questions": cfg.suite.check_questions,
     }
     return Stage(*_place(out, root, "vlm", name), config, run, [lm, *encoders], distributed=True)
-
-
-ORACLE_QUESTIONS = 256  # held-out questions of the oracle VLM's check (as the VLMs' sanity)
 
 
 def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
@@ -319,7 +320,7 @@ def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
             data,
             lm.directory,
             stage.directory,
-            ORACLE_QUESTIONS,
+            cfg.suite.check_questions,
             scoring=cfg.suite.scoring,
         )
         if init_distributed().is_main:  # trained (and checked) on every rank; rank 0 writes
@@ -327,7 +328,12 @@ def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
         gain, precision = check["gain"], _vlm_precision(cfg)
         return {"uses_image": check["uses_image"], "gain": gain, "precision": precision}
 
-    config = {"oracle": 1, **cfg.vlm.model_dump(mode="json"), "scoring": cfg.suite.scoring}
+    config = {
+        "oracle": 1,
+        **cfg.vlm.model_dump(mode="json"),
+        "scoring": cfg.suite.scoring,
+        "check_questions": cfg.suite.check_questions,
+    }
     return Stage("vlm/oracle", out / "vlm" / "oracle", config, run, [lm], distributed=True)
 
 

@@ -80,6 +80,13 @@ class EvalConfig(StrictModel):
         "answer with a letter, as the tiny embedded LM cannot). The one default of the scoring "
         "rule: a study's VLM checks (sanity, oracle) read its suite.scoring too",
     )
+    check_questions: int = Field(
+        1024,
+        ge=8,
+        description="held-out questions of a study's VLM checks (real vs blank image, the "
+        "oracle's own vs another scene's tokens); one per scene, of a random type, so each "
+        "question type gets about a twentieth of them",
+    )
     circular: bool = False  # also MMBench circular evaluation (n passes per MC item)
     bootstrap: int = Field(1000, ge=100)
     seed: int = 0
