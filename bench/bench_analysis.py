@@ -68,7 +68,9 @@ def main() -> None:
         f"{images} images per encoder, precision {precision}, {torch.get_num_threads()} threads"
     )
     stages = list(dict.fromkeys(s for _, timing in runs.values() for s in timing))
-    print("peer: the 120 s target for 4 tiny encoders x 2,000 scenes (no library runs this analysis)")
+    print(
+        "peer: the 120 s target for 4 tiny encoders x 2,000 scenes (no library runs this analysis)"
+    )
     print(f"{'stage':<20} {'cold s':>8} {'warm s':>8}")
     for stage in stages:
         cold, warm = (runs[k][1].get(stage, float("nan")) for k in ("cold", "warm"))

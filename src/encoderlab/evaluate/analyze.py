@@ -300,9 +300,7 @@ def analyze(
                 for name, enc in encoders.items()
             },
             "sensitivity": {"skipped": "needs SynthWorld (a world config or its data)"},
-            "precision": precision_record(
-                cfg.precision, device_of(next(iter(encoders.values())))
-            ),
+            "precision": precision_record(cfg.precision, device_of(next(iter(encoders.values())))),
         }
         feats: dict[str, np.ndarray] | None = None
         if world is not None and cfg.factors:
