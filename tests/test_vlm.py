@@ -42,7 +42,7 @@ from encoderlab.vlm.data import (
 )
 from encoderlab.vlm.lm import build_lm, load_lm, pretrain_lm
 from encoderlab.vlm.model import build_model
-from encoderlab.vlm.oracle import GRID, OracleTokens
+from encoderlab.vlm.oracle import OracleTokens, oracle_grid
 from encoderlab.vlm.sanity import answer_correct, heldout_items, image_sanity, real_vs_blank
 from encoderlab.vlm.tasks import STAGE_TRAINABLE, VLMStageTask
 from encoderlab.vlm.template import IGNORE_INDEX, Example, Template
@@ -536,7 +536,7 @@ def test_context_check_tells_an_lm_that_reads_its_slot(root: Path, parts: dict) 
 
 
 def test_oracle_tokens_paint_each_object_and_the_text_where_they_are() -> None:
-    oracle = OracleTokens(dim=16)
+    oracle = OracleTokens(grid=8, dim=16)
     obj = {"category": "cup", "colour": "red", "texture": "solid", "style": "flat", "size": "small"}
     meta = {
         "image_size": 64,
@@ -545,7 +545,7 @@ def test_oracle_tokens_paint_each_object_and_the_text_where_they_are() -> None:
         "objects": [{**obj, "bbox": [0, 0, 15, 15]}],  # cells (0..1, 0..1) of the 8x8 grid
         "text": {"content": "DREAM", "colour": "blue", "bbox": [48, 56, 63, 63]},  # (7, 6..7)
     }
-    grid = oracle(meta).reshape(GRID, GRID, 16)
+    grid = oracle(meta).reshape(8, 8, 16)
     scene = oracle.vector("background", "gradient") + oracle.vector("kind", "objects")
     cup = sum(oracle.vector(f, v) for f, v in obj.items())
     word = oracle.vector("word", "DREAM") + oracle.vector("ink", "blue")
@@ -553,6 +553,19 @@ def test_oracle_tokens_paint_each_object_and_the_text_where_they_are() -> None:
     assert torch.equal(grid[7, 6], word) and torch.equal(grid[7, 7], word)
     assert torch.equal(grid[4, 4], scene) and torch.equal(grid[2, 2], scene)
     recoloured = oracle({**meta, "objects": [{**obj, "colour": "green", "bbox": [0, 0, 15, 15]}]})
-    changed = (recoloured != oracle(meta)).any(dim=1).reshape(GRID, GRID)
+    changed = (recoloured != oracle(meta)).any(dim=1).reshape(8, 8)
     assert changed[:2, :2].all() and int(changed.sum()) == 4  # only the cup's four cells
-    assert torch.equal(OracleTokens(dim=16)(meta), oracle(meta))  # the same in every process
+    assert torch.equal(OracleTokens(grid=8, dim=16)(meta), oracle(meta))  # in every process
+    # on a coarser grid a cell that two things cover holds both: neither hides the other
+    coarse = OracleTokens(grid=4, dim=16)
+    near = {**meta, "text": {**meta["text"], "bbox": [8, 8, 20, 12]}}  # the cup's cell (0, 0)
+    assert torch.allclose(coarse(near).reshape(4, 4, 16)[0, 0], cup + word)
+    assert coarse(near).shape == (16, 16)
+
+
+def test_the_oracle_reads_the_grid_the_study_encoder_gives_its_vlms() -> None:
+    from encoderlab.study.config import load_study
+
+    assert oracle_grid(load_study("tiny").encoder, None) == 4  # ResNet-10-T layer3 at 64 px
+    assert oracle_grid(load_study("smoke").encoder, None) == 8  # ViT, 4-px patches at 32 px
+    assert oracle_grid(load_study("tiny").encoder, 4) == 2  # a pooled recipe: its grid

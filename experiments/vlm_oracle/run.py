@@ -22,10 +22,11 @@ import numpy as np
 import torch
 
 from encoderlab.evaluate.stats import paired_difference
+from encoderlab.study.config import load_study
 from encoderlab.vlm.config import load_vlm_config
 from encoderlab.vlm.generate import greedy_generate, left_pad
 from encoderlab.vlm.model import VLMModel
-from encoderlab.vlm.oracle import OracleTokens, own_vs_other, train_oracle_vlm
+from encoderlab.vlm.oracle import OracleTokens, oracle_grid, own_vs_other, train_oracle_vlm
 from encoderlab.vlm.sanity import heldout_items
 from encoderlab.vlm.template import Template
 
@@ -105,7 +106,7 @@ def main() -> None:
         )
     if args.mc_fraction is not None:
         cfg = cfg.model_copy(update={"mc_fraction": args.mc_fraction})
-    oracle = OracleTokens()
+    oracle = OracleTokens(oracle_grid(load_study(args.preset).encoder, cfg.pool_tokens))
     with tempfile.TemporaryDirectory() as tmp:
         model, template, stages = train_oracle_vlm(cfg, args.data, args.lm_cache, tmp, oracle)
     for name, s in stages.items():

@@ -322,14 +322,21 @@ def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
             stage.directory,
             cfg.suite.check_questions,
             scoring=cfg.suite.scoring,
+            grid=grid,
         )
         if init_distributed().is_main:  # trained (and checked) on every rank; rank 0 writes
             write_json(check, stage.directory / ORACLE_JSON)
         gain, precision = check["gain"], _vlm_precision(cfg)
         return {"uses_image": check["uses_image"], "gain": gain, "precision": precision}
 
+    from encoderlab.vlm.oracle import oracle_grid
+
+    grid = oracle_grid(
+        cfg.encoder, cfg.vlm.pool_tokens
+    )  # the grid the study's encoders give their VLMs
     config = {
         "oracle": 1,
+        "grid": grid,
         **cfg.vlm.model_dump(mode="json"),
         "scoring": cfg.suite.scoring,
         "check_questions": cfg.suite.check_questions,
