@@ -1,4 +1,4 @@
-"""The lmms-eval adapter inside the real lmms-eval (the ``lmms`` extra, in a venv of its own).
+"""The lmms-eval adapter inside the real lmms-eval (the ``lmms`` extra; ``make test`` installs it).
 
 Real clip-art (the fixture PNGs) -> ``encoderlab data import`` -> ``encoderlab data
 vmcbench-tsv`` -> a local lmms-eval task over that TSV (YAML + utils in a temporary folder, read
@@ -13,9 +13,8 @@ lmms-eval runs in a subprocess: its evaluator seeds the global RNGs and patches 
 ``ssl`` process-wide, which must not leak into other tests. Nothing is downloaded: the hub is
 offline and the data sets' cache lives in the test's folder.
 
-Without lmms-eval the test skips, unless ``ENCODERLAB_REQUIRE_LMMS=1`` (set it in a venv with
-the `lmms` extra: pyproject.toml says why that is not `make test`'s venv), where a missing
-lmms-eval fails it.
+Without lmms-eval the test skips, unless ``ENCODERLAB_REQUIRE_LMMS=1`` (``make test`` sets it,
+after installing the extra), where a missing lmms-eval fails it.
 """
 
 from __future__ import annotations
@@ -109,7 +108,7 @@ json.dump({
 def _lmms_eval_or_skip() -> None:
     if importlib.util.find_spec("lmms_eval") is not None:
         return
-    hint = "install the lmms extra: pip install -e '.[dev,lmms]' in a venv of its own"
+    hint = "install the lmms extra: pip install -e '.[dev,lmms]' (make test does)"
     if os.environ.get(REQUIRE_ENV) == "1":
         pytest.fail(f"lmms-eval is not installed but {REQUIRE_ENV}=1; {hint}")
     pytest.skip(f"lmms-eval is not installed; {hint}")
