@@ -284,4 +284,5 @@ def test_a_real_data_study_checks_labels_and_says_what_it_will_not_run(tmp_path:
     ):
         cfg = load_study(preset)
         assert str(cfg.data_path) == data and cfg.suite.suite == f"{data}/vmcbench-test.tsv"
+        assert str(cfg.vlm_data) == f"{data}/llava-train.json"  # stage 2 from LLaVA JSON
         assert cfg.analysis.attributes is not None and "category" in cfg.analysis.attributes

@@ -155,6 +155,7 @@ def test_bad_study_yaml_is_one_line_with_the_key_path(edit, needle: str, tmp_pat
     [
         (lambda p: p.update(data_path="/no/such/shards"), "data_path: /no/such/shards"),
         (lambda p: p.update(vlm={"lm_path": "/no/such/lm"}), "vlm.lm_path: /no/such/lm"),
+        (lambda p: p.update(vlm_data="/no/such/llava.json"), "vlm_data: /no/such/llava.json"),
     ],
 )
 def test_a_missing_path_fails_in_one_line_before_anything_runs(

@@ -29,6 +29,12 @@ class StudyConfig(StrictModel):
     data_path: Path | None = Field(
         None, description="real shards (a directory with train/ and test/); None = SynthWorld"
     )
+    vlm_data: Path | None = Field(
+        None,
+        description="LLaVA-format instruction JSON (images resolved beside it) that the VLM "
+        "stages train on: stage-0 text, stage-1 captions, stage-2 conversations; None = the "
+        "training split, with conversations generated from its metadata or labels",
+    )
     world: WorldConfig = Field(default_factory=WorldConfig)
     data: DataConfig = Field(default_factory=DataConfig)
     encoder: EncoderConfig = Field(default_factory=EncoderConfig)
@@ -79,6 +85,8 @@ class StudyConfig(StrictModel):
         """Fail in one line, before anything trains, on a data or LM path that is not there."""
         if self.data_path is not None and not Path(self.data_path).is_dir():
             raise DataError(f"data_path: {self.data_path}: no such directory")
+        if self.vlm_data is not None and not Path(self.vlm_data).is_file():
+            raise DataError(f"vlm_data: {self.vlm_data}: no such file (LLaVA-format JSON)")
         if self.vlm.lm_path is not None and not Path(self.vlm.lm_path).is_dir():
             raise ConfigError(
                 f"vlm.lm_path: {self.vlm.lm_path}: language model directory not found"

@@ -59,6 +59,16 @@ def split_dir(cfg: StudyConfig, out: Path, split: str) -> Path:
     return out / "data" / "shards" / split
 
 
+def vlm_source(cfg: StudyConfig, out: Path) -> Path:
+    """What the VLM stages train on: the study's LLaVA-format JSON, else the training split."""
+    return Path(cfg.vlm_data) if cfg.vlm_data is not None else split_dir(cfg, out, "train")
+
+
+def _vlm_data_key(cfg: StudyConfig) -> dict[str, str]:
+    """The VLM data in a stage's config (absent when it is the training split, as before)."""
+    return {} if cfg.vlm_data is None else {"vlm_data": str(cfg.vlm_data)}
+
+
 def preview_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
     def run(stage: Stage) -> dict[str, Any]:
         from encoderlab.data.preview import preview_source
@@ -228,7 +238,7 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
         from encoderlab.vlm.data import read_world
         from encoderlab.vlm.lm import load_lm, pretrain_lm
 
-        world = read_world(split_dir(cfg, out, "train"), vcfg.stage0.examples, None, images=False)
+        world = read_world(vlm_source(cfg, out), vcfg.stage0.examples, None, images=False)
         from encoderlab.train.distributed import init_distributed
 
         dist = init_distributed()  # stage 0 trains on every rank under torchrun
@@ -252,6 +262,7 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
         "n_turns": vcfg.n_turns,
         "mc_fraction": vcfg.mc_fraction,
         "seed": vcfg.seed,
+        **_vlm_data_key(cfg),
     }
     return Stage("lm", out / "lm", config, run, [data], distributed=True)
 
@@ -269,9 +280,7 @@ def vlm_stage(
         from encoderlab.vlm.sanity import image_sanity
 
         dirs = [e.directory for e in encoders]
-        record = train_vlm(
-            dirs, split_dir(cfg, out, "train"), stage.directory, cfg.vlm, lm.directory
-        )
+        record = train_vlm(dirs, vlm_source(cfg, out), stage.directory, cfg.vlm, lm.directory)
         summary: dict[str, Any] = {
             "train_seconds": record.get("seconds"),
             "precision": _vlm_precision(cfg),
@@ -300,6 +309,7 @@ def vlm_stage(
         **cfg.vlm.model_dump(mode="json"),
         "scoring": cfg.suite.scoring,  # the sanity check's (the report reads it in this one)
         "check_questions": cfg.suite.check_questions,
+        **_vlm_data_key(cfg),
     }
     return Stage(*_place(out, root, "vlm", name), config, run, [lm, *encoders], distributed=True)
 
