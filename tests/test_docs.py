@@ -21,7 +21,7 @@ DOCS = [
     *sorted(ROOT.glob("experiments/**/README.md")),
 ]
 SRC = ROOT / "src" / "encoderlab"
-SHIPPED = {"smoke", "tiny", "paper", "paper-dry"}
+SHIPPED = {"smoke", "tiny", "paper", "paper-dry", "clipart", "clipart-smoke"}
 
 PRESET_ARG = re.compile(r"--preset[ =]([\w./-]+)")
 EXPERIMENT_NAME = re.compile(r"`(experiments/[\w.-]+)`")
