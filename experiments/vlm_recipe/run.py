@@ -1,0 +1,117 @@
+"""Which tiny VLM recipe reads object-level facts from PERFECT image features?
+
+    .venv/bin/python experiments/vlm_recipe/run.py [--variants NAME ...] [--data DIR] [--lm-cache DIR]
+
+Each variant is the ``tiny`` preset's VLM recipe (``vlm:``) with a few keys changed (batch,
+examples, turns, learning rates). Its oracle VLM (``vlm.oracle.oracle_check``, the study's
+``vlm/oracle`` stage itself: ground-truth scene tokens instead of an encoder's) is trained
+from the stage-0 LM cached under ``--lm-cache`` (a variant whose stage-0 corpus differs, e.g.
+more turns, trains its own LM there) and checked on held-out questions scored as the study
+scores them. The table prints own tokens - another scene's (points, 95% paired-bootstrap CI)
+overall and for object-category, colour, count and style questions, and the training time.
+Runs go to ``runs/experiments/vlm_recipe/<variant>``; a finished variant is not retrained.
+``--data`` is the tiny world's shards (``runs/tiny/data/shards`` after ``make study``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from encoderlab.config import load_preset, merge_sections, parse_config
+from encoderlab.files import write_json
+from encoderlab.study.config import load_study
+from encoderlab.vlm.config import VLMConfig
+from encoderlab.vlm.oracle import oracle_check, oracle_grid
+
+BASE = "tiny"
+TYPES = ("object", "colour", "count", "style")
+# name: keys changed from the base preset's vlm section
+VARIANTS: dict[str, dict[str, Any]] = {
+    "base": {},
+    # same 1,024 steps, 4x the examples per step (fresh ones: no example is seen twice)
+    "b32": {"stage2": {"examples": 32768, "train": {"batch_size": 32, "samples": 32768}}},
+    # as b32, with 4 question turns per conversation (stage 0's corpus too)
+    "b32-t4": {
+        "n_turns": 4,
+        "stage2": {"examples": 32768, "train": {"batch_size": 32, "samples": 32768}},
+    },
+    # as b32-t4, with a 4x larger stage 1 (captions name the objects): 256 steps of 32
+    "b32-t4-s1": {
+        "n_turns": 4,
+        "stage1": {"examples": 8192, "train": {"batch_size": 32, "samples": 8192}},
+        "stage2": {"examples": 32768, "train": {"batch_size": 32, "samples": 32768}},
+    },
+    # as b32-t4, with 8 question turns per conversation
+    "b32-t8": {
+        "n_turns": 8,
+        "stage2": {"examples": 32768, "train": {"batch_size": 32, "samples": 32768}},
+    },
+    # as b32-t4-s1, stage 2 at twice the learning rate
+    "b32-t4-s1-lr2": {
+        "n_turns": 4,
+        "stage1": {"examples": 8192, "train": {"batch_size": 32, "samples": 8192}},
+        "stage2": {
+            "examples": 32768,
+            "train": {"batch_size": 32, "samples": 32768, "lr": 2.0e-3},
+        },
+    },
+}
+
+
+def recipe(name: str, base: str) -> VLMConfig:
+    section = merge_sections(load_preset(base).get("vlm") or {}, VARIANTS[name])
+    merged = merge_sections(VLMConfig().model_dump(mode="json"), section)
+    return parse_config(VLMConfig, merged, source=f"{base}+{name}", prefix="vlm")
+
+
+def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    out = args.out / name
+    done = out / "oracle.json"
+    if not done.is_file():
+        cfg = recipe(name, args.preset)
+        out.mkdir(parents=True, exist_ok=True)
+        write_json(cfg.model_dump(mode="json"), out / "recipe.json")
+        start = time.perf_counter()
+        grid = args.grid or oracle_grid(load_study(args.preset).encoder, cfg.pool_tokens)
+        check = oracle_check(
+            cfg, args.data, args.lm_cache, out, args.questions, scoring=args.scoring, grid=grid
+        )
+        check["seconds"] = time.perf_counter() - start
+        write_json(check, done)
+    return json.loads(done.read_text())
+
+
+def cell(result: dict[str, Any]) -> str:
+    return (
+        f"{100 * result['gain']:+.1f} [{100 * result['gain_low']:+.1f}, "
+        f"{100 * result['gain_high']:+.1f}]"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--preset", default=BASE, help="the preset whose vlm recipe is varied")
+    parser.add_argument("--data", type=Path, default=Path("runs/tiny/data/shards"))
+    parser.add_argument("--lm-cache", type=Path, default=Path("runs/tiny/lm"))
+    parser.add_argument(
+        "--grid", type=int, default=None, help="oracle grid per side (default: the encoder's)"
+    )
+    parser.add_argument("--questions", type=int, default=1024, help="held-out questions")
+    parser.add_argument("--scoring", default="cloze", choices=["cloze", "letter"])
+    parser.add_argument("--out", type=Path, default=Path("runs/experiments/vlm_recipe"))
+    args = parser.parse_args()
+    rows = {name: run_variant(name, args) for name in args.variants}
+    print(f"| variant | own - other (n) | {' | '.join(TYPES)} | train s |")
+    print("|---|---|" + "---|" * len(TYPES) + "---|")
+    for name, r in rows.items():
+        types = [cell(r["by_type"][t]) if t in r["by_type"] else "-" for t in TYPES]
+        print(f"| {name} | {cell(r)} ({r['n']}) | {' | '.join(types)} | {r['seconds']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
