@@ -8,12 +8,17 @@ The model files the tests use ship with PyPI packages: nothing is fetched from a
 ``--native-bf16 yes|no`` runs the suite as if the CPU had (or lacked) native bf16: ``precision:
 auto`` then resolves to bf16 (or fp32) everywhere, subprocesses included, through
 ``ENCODERLAB_NATIVE_BF16``. ``.ci/run`` runs the suite once as the machine is and once as the
-other kind, so a change is checked on both kinds of CPU from either.
+other kind, so a change is checked on both kinds of CPU from either. Tests marked
+``any_cpu_kind`` (nothing in them trains in ``auto`` precision: one-line errors, ``--help``
+of the benchmarks, evaluation in fp32, a real-data study whose training paths the smoke study
+checks on both kinds) run in one of the two passes only: ``--any-kind-share 0|1`` keeps the
+half whose id hashes to it (``all``, the default, keeps every test).
 """
 
 from __future__ import annotations
 
 import os
+import zlib
 
 os.environ["OMP_NUM_THREADS"] = "1"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -34,12 +39,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="auto",
         help="run as if the CPU had (yes) or lacked (no) native bf16; auto: as it is",
     )
+    parser.addoption(
+        "--any-kind-share",
+        choices=("all", "0", "1"),
+        default="all",
+        help="of the tests marked any_cpu_kind, run only those whose id hashes to this half",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
     choice = config.getoption("--native-bf16")
     if choice != "auto":
         os.environ[NATIVE_BF16_ENV] = "1" if choice == "yes" else "0"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    share = config.getoption("--any-kind-share")
+    if share == "all":
+        return
+    other = [
+        item
+        for item in items
+        if item.get_closest_marker("any_cpu_kind") is not None
+        and zlib.crc32(item.nodeid.encode()) % 2 != int(share)
+    ]
+    if other:
+        config.hook.pytest_deselected(items=other)
+        items[:] = [item for item in items if item not in other]
 
 
 def pytest_report_header(config: pytest.Config) -> str:

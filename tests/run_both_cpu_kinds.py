@@ -5,7 +5,8 @@ elsewhere, so a change can pass on one kind and fail on the other. ``make test``
 the suite twice: once as the machine is and once with ``--native-bf16`` set to the other answer
 (tests/conftest.py). The tests run one thread each, so the two passes share a 2-core machine
 without slowing each other much; each gets its own temporary directory and log, and the logs are
-printed whole when both are done. Extra arguments go to both pytest runs.
+printed whole when both are done. Tests marked ``any_cpu_kind`` are split between the two
+passes (``--any-kind-share``), each running once. Extra arguments go to both pytest runs.
 """
 
 from __future__ import annotations
@@ -33,10 +34,15 @@ def _counts(log: str) -> dict[str, int]:
 def main(argv: list[str]) -> int:
     native = cpu_has_native_bf16()
     passes = {
-        f"as this CPU is ({'native bf16' if native else 'no native bf16'})": [],
+        f"as this CPU is ({'native bf16' if native else 'no native bf16'})": [
+            "--any-kind-share",
+            "0",
+        ],
         f"as the other kind ({'no native bf16' if native else 'native bf16'})": [
             "--native-bf16",
             "no" if native else "yes",
+            "--any-kind-share",
+            "1",
         ],
     }
     with tempfile.TemporaryDirectory(prefix="encoderlab-tests-") as tmp:

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from encoderlab.config import load_preset
@@ -31,6 +32,7 @@ def _run(*args: str | Path) -> subprocess.CompletedProcess:
     return proc
 
 
+@pytest.mark.any_cpu_kind
 def test_clipart_smoke_study_end_to_end(tmp_path: Path) -> None:
     data, out = tmp_path / "clipart-smoke-data", tmp_path / "study"
     _run("data", "import", FIXTURES, "--out", data, "--image-size", "32")

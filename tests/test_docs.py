@@ -121,6 +121,7 @@ def test_no_module_imports_a_private_name_from_another_package() -> None:
 BENCHMARKS = sorted(p.name for p in (ROOT / "bench").glob("*.py") if p.name != "faults.py")
 
 
+@pytest.mark.any_cpu_kind
 @pytest.mark.parametrize("script", BENCHMARKS)
 def test_benchmarks_run_with_help_and_name_their_peer(script: str) -> None:
     out = subprocess.run(

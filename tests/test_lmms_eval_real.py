@@ -154,6 +154,7 @@ def _harness(out: Path) -> tuple[dict[str, float], dict[str, list[float]], float
     return per_item, scores, results["benchmarks"][bench]["score"]
 
 
+@pytest.mark.any_cpu_kind
 def test_lmms_eval_scores_equal_encoderlab_eval(tmp_path: Path) -> None:
     _lmms_eval_or_skip()
     data, tsv = tmp_path / "clipart", tmp_path / "clipart.tsv"

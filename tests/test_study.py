@@ -121,6 +121,7 @@ def test_interrupted_stage_is_never_taken_as_done(tmp_path: Path) -> None:
     assert not (data.directory / "junk").exists()
 
 
+@pytest.mark.any_cpu_kind
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [
@@ -150,6 +151,7 @@ def test_bad_study_yaml_is_one_line_with_the_key_path(edit, needle: str, tmp_pat
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.any_cpu_kind
 @pytest.mark.parametrize(
     ("edit", "needle"),
     [
