@@ -45,8 +45,9 @@ def build_report(study_dir: Path, out_dir: Path | None = None) -> Path:
     out = Path(out_dir) if out_dir is not None else Path(study_dir) / "report"
     out.mkdir(parents=True, exist_ok=True)
     pooled = pool([res, *load_replicates(res.root)])
-    vlms = None if res.planned is None else [p[4:] for p in res.planned if p.startswith("vlm/")]
-    findings = all_findings(pooled.control, pooled.analysis, pooled.vs_clip, pooled.sanity, vlms)
+    findings = all_findings(
+        pooled.control, pooled.analysis, pooled.vs_clip, pooled.sanity, res.planned_vlms
+    )
     doc = build_document(res, findings, _figures(res, out / "figures"), pooled.replicates)
     (out / "report.md").write_text(render_markdown(doc, out))
     html = out / "report.html"

@@ -74,9 +74,17 @@ class StudyResults:
     # outside a study run, so what is missing cannot be told from what was never planned
     planned: list[str] | None = None
 
+    @property
+    def planned_vlms(self) -> list[str] | None:
+        """The VLMs the study trains (the oracle included); None when the plan is unknown."""
+        if self.planned is None:
+            return None
+        return [name.removeprefix("vlm/") for name in self.planned if name.startswith("vlm/")]
+
     def planned_vlm(self, name: str) -> bool:
         """Whether the study trains the VLM ``name`` (True when the plan is unknown)."""
-        return self.planned is None or f"vlm/{name}" in self.planned
+        vlms = self.planned_vlms
+        return vlms is None or name in vlms
 
     @property
     def preview(self) -> Path | None:

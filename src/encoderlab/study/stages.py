@@ -341,9 +341,8 @@ def oracle_stage(cfg: StudyConfig, out: Path, lm: Stage) -> Stage:
 
     from encoderlab.vlm.oracle import oracle_grid
 
-    grid = oracle_grid(
-        cfg.encoder, cfg.vlm.pool_tokens
-    )  # the grid the study's encoders give their VLMs
+    # the grid the study's encoders give their VLMs (part of the config: it changes the oracle)
+    grid = oracle_grid(cfg.encoder, cfg.vlm.pool_tokens)
     config = {
         "oracle": 1,
         "grid": grid,

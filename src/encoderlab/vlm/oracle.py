@@ -4,7 +4,8 @@ Every image of the training world is replaced by ground-truth tokens built from 
 metadata on the study encoder's token grid (4 x 4 for the tiny ResNet, 8 x 8 for a ViT with
 8-pixel patches at 64 px): an object's cells hold fixed random vectors for its category,
 colour, texture, style and size, the text's cells its word and ink colour, cells that two
-things cover the sum of both, and the other cells the background style and the scene kind. Stages 1 and 2 then run exactly as for an encoder
+things cover the sum of both, and the other cells the background style and the scene kind.
+Stages 1 and 2 then run exactly as for an encoder
 (``pipeline.train_stages``: same LM, data, order and hyper-parameters), and the held-out
 multiple-choice check compares the scene's own tokens with another scene's, scored by option
 letter and by cloze (``sanity.answer_correct``). If this VLM does
