@@ -26,6 +26,9 @@ from encoderlab.train.distributed import DistInfo
 from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.data import TrainWorld
 
+# imported before any stub of vlm.data.read_world: the oracle module binds it on first import
+from encoderlab.vlm.oracle import oracle_check  # noqa: F401
+
 RECIPE_PARAMETERS = ("n_turns", "mc_fraction", "scoring")
 TINY = Path(encoderlab.__file__).parent / "presets" / "tiny.yaml"
 
