@@ -39,7 +39,7 @@ def lm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _task(lm_dir: Path) -> tuple[VLMStageTask, ExampleDataset, PadCollate]:
     lm, tok = load_lm(lm_dir)
-    template = Template(tok, TOKENS, 64)
+    template = Template(tok, TOKENS, 64, style="vicuna_v1")
     examples = [template.conversation([("What colour is it?", ANSWERS[i % 8])]) for i in range(N)]
     features = torch.randn(N, TOKENS, DIM, generator=torch.Generator().manual_seed(0))
     model = model_for_features(DIM, 1, lm, tok, seed=0)

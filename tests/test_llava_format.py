@@ -84,13 +84,14 @@ def test_synthworld_conversations_round_trip_through_llava_json(
     assert count == len(records) > 0
     assert records[0]["image"].startswith("train/") and records[0]["image"].endswith(".png")
     direct = read_world(synth / "train", 24, image_size=32)
-    expected = conversations(direct, 24, 3, 5, 2, mc_fraction=0.5)
+    mix = {"mc_fraction": 0.5, "type_weights": recipe.question_weights}
+    expected = conversations(direct, 24, 3, 5, 2, **mix)
     world = read_llava_world(path, 24, image_size=32)
     # the JSON's samples are the conversations' samples, in order, with the same images
     assert [world.metas[k][LLAVA_TURNS] for k in range(len(world))] == [
         [list(t) for t in turns] for _, turns in expected
     ]
-    got = conversations(world, 24, 3, 99, 2, mc_fraction=0.5)  # turns: the JSON's, not the seed's
+    got = conversations(world, 24, 3, 99, 2, **mix)  # turns: the JSON's, not the seed's
     assert [t for _, t in got] == [t for _, t in expected]
     for k, (i, _) in enumerate(expected):
         assert torch.equal(world.images[k], direct.images[i])
@@ -112,7 +113,7 @@ def test_synthworld_conversations_round_trip_through_llava_json(
 
 def test_real_labelled_shards_get_stage2_conversations(clipart: Path) -> None:
     world = read_world(clipart / "train", 64, image_size=None, images=False)
-    convs = conversations(world, 64, 3, 0, 2, mc_fraction=0.5)
+    convs = conversations(world, 64, 3, 0, 2, mc_fraction=0.5, type_weights={})
     assert len(convs) == len(world) == 16  # before: SynthWorld's generators found nothing
     for i, turns in convs:
         (question, answer), *_ = turns
@@ -148,7 +149,10 @@ def test_stage2_trains_from_llava_json(clipart: Path, tmp_path: Path) -> None:
     assert count == 16
     cfg = EncoderConfig(size="micro", image_size=64, patch_size=16)
     encoder = write_encoder_run(cfg, tmp_path / "enc")
-    record = train_vlm([encoder], path, tmp_path / "vlm", VLMConfig.smoke(), tmp_path / "lm", False)
+    # LLaVA's own template: rendered compact, the 16 conversations pack into fewer stage-0
+    # sequences than one batch
+    recipe = VLMConfig.smoke().model_copy(update={"template": "vicuna_v1"})
+    record = train_vlm([encoder], path, tmp_path / "vlm", recipe, tmp_path / "lm", False)
     stage2 = record["stages"]["stage2"]
     assert stage2["examples"] == 16 and stage2["final"]
     assert record["data"] == {"source": str(path), "samples": 16}

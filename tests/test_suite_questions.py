@@ -7,7 +7,9 @@ import collections
 import numpy as np
 import pytest
 
+from encoderlab.config import parse_config
 from encoderlab.data.synthworld import WorldConfig, generate_sample
+from encoderlab.errors import ConfigError
 from encoderlab.suite.questions import (
     LETTERS,
     MC_SUFFIX,
@@ -15,7 +17,9 @@ from encoderlab.suite.questions import (
     SHORT_SUFFIX,
     generate,
     training_conversation,
+    type_order,
 )
+from encoderlab.vlm.config import VLMConfig
 
 SCENE = {
     "kind": "objects",
@@ -124,8 +128,8 @@ def test_caption_options_are_a_symmetric_2x2_design(metas: list[dict]) -> None:
 
 
 def test_deterministic(metas: list[dict]) -> None:
-    a = [training_conversation(m, np.random.default_rng(7), 4, 0.5) for m in metas[:50]]
-    b = [training_conversation(m, np.random.default_rng(7), 4, 0.5) for m in metas[:50]]
+    a = [training_conversation(m, np.random.default_rng(7), 4, 0.5, {}) for m in metas[:50]]
+    b = [training_conversation(m, np.random.default_rng(7), 4, 0.5, {}) for m in metas[:50]]
     assert a == b
 
 
@@ -133,7 +137,7 @@ def test_training_conversation_formats(metas: list[dict]) -> None:
     rng = np.random.default_rng(3)
     n_mc = n_short = 0
     for meta in metas[:100]:
-        turns = training_conversation(meta, rng, 4, 0.5)
+        turns = training_conversation(meta, rng, 4, 0.5, {})
         assert 1 <= len(turns) <= 4
         assert len({u for u, _ in turns}) == len(turns)
         for user, answer in turns:
@@ -162,7 +166,7 @@ def test_training_conversation_mc_fraction(metas: list[dict]) -> None:
     n_mc = dict.fromkeys((0.0, 0.5, 1.0), 0)
     for fraction in n_mc:
         for i, meta in enumerate(metas[:100]):
-            for user, _ in training_conversation(meta, np.random.default_rng(i), 4, fraction):
+            for user, _ in training_conversation(meta, np.random.default_rng(i), 4, fraction, {}):
                 if user.endswith(MC_SUFFIX):
                     n_mc[fraction] += 1
                     if fraction == 0.0:
@@ -170,3 +174,33 @@ def test_training_conversation_mc_fraction(metas: list[dict]) -> None:
                 else:
                     assert fraction < 1.0 and user.endswith(SHORT_SUFFIX)
     assert n_mc[0.0] < n_mc[0.5] / 3 and n_mc[1.0] > n_mc[0.5]
+
+
+def test_type_weights_shift_the_mix(metas: list[dict]) -> None:
+    """Weighted types come up in proportion (0: never); no weights is the uniform order; an
+    unknown type or no type left is a one-line config error naming the key."""
+    rng = np.random.default_rng(0)
+    assert type_order(np.random.default_rng(5), {}).tolist() == (
+        np.random.default_rng(5).permutation(len(QUESTION_TYPES)).tolist()
+    )
+    first = collections.Counter(
+        list(QUESTION_TYPES)[int(type_order(rng, {"object": 19.0, "caption": 0})[0])]
+        for _ in range(2000)
+    )
+    assert first["caption"] == 0 and 0.45 < first["object"] / 2000 < 0.55  # 19 of 19 + 17
+
+    def asked(weights: dict) -> collections.Counter:
+        return collections.Counter(
+            q.split("\n")[0]
+            for i, meta in enumerate(metas[:200])
+            for q, _ in training_conversation(meta, np.random.default_rng(i), 2, 0.0, weights)
+        )
+
+    plain, heavy = asked({}), asked({"object": 8.0})
+    what = "What object is shown in the image?"
+    assert heavy[what] > 2 * plain[what] > 0
+    for bad, key in (({"objekt": 1.0}, "objekt"), ({t: 0.0 for t in QUESTION_TYPES}, ">= 0")):
+        with pytest.raises(ConfigError) as err:
+            parse_config(VLMConfig, {"question_weights": bad}, source="x.yaml", prefix="vlm")
+        assert key in str(err.value) and "question_weights" in str(err.value)
+        assert "\n" not in str(err.value)

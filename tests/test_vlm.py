@@ -23,6 +23,7 @@ from encoderlab.data.synth import DataConfig, synthesize
 from encoderlab.data.synthworld import WorldConfig
 from encoderlab.encoders.vit import EncoderConfig
 from encoderlab.errors import ConfigError, DataError, EncoderlabError
+from encoderlab.suite.questions import MC_SUFFIX, SHORT_SUFFIX, short_prompt
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.pretrain import load_encoder
 from encoderlab.train.trainer import Trainer
@@ -45,7 +46,7 @@ from encoderlab.vlm.model import build_model
 from encoderlab.vlm.oracle import OracleTokens, oracle_grid
 from encoderlab.vlm.sanity import answer_correct, heldout_items, image_sanity, real_vs_blank
 from encoderlab.vlm.tasks import STAGE_TRAINABLE, VLMStageTask
-from encoderlab.vlm.template import IGNORE_INDEX, Example, Template
+from encoderlab.vlm.template import IGNORE_INDEX, SYSTEM, Example, Template
 from encoderlab.vlm.tokenizer import train_tokenizer
 from encoderlab.vlm.vision import (
     VisionTower,
@@ -95,7 +96,10 @@ def parts(root: Path) -> dict:
     """A VLM built from parts, with a randomly initialised LM (varied greedy outputs)."""
     cfg = VLMConfig.smoke()
     world = read_world(train_split(root / "data"), 32, image_size=64)
-    tok = train_tokenizer(corpus_texts(*lm_corpus(world, 32, 2, 0, mc_fraction=0.5)), 256)
+    tok = train_tokenizer(
+        corpus_texts(*lm_corpus(world, 32, 2, 0, mc_fraction=0.5, type_weights={}), "vicuna_v1"),
+        256,
+    )
     tower = VisionTower([load_encoder(root / "enc0")], cfg.tap_layer)
     lm = build_lm(cfg.lm, tok)
     # A wide random init: greedy outputs then vary with image and prompt (a small init just
@@ -127,13 +131,15 @@ def test_tokenizer_letters_digits_roundtrip(parts: dict) -> None:
     text = 'USER: What does the sign say? ASSISTANT: "$12.99", a red cat'
     assert tok.decode(tok.encode(text, add_special_tokens=False)) == text
     # an answer word is the same token as in running text (what lets the LM copy it)
-    assert Template(tok, 1, 64).answer("fish") == tok.encode(" fish", add_special_tokens=False)
+    assert Template(tok, 1, 64, style="vicuna_v1").answer("fish") == tok.encode(
+        " fish", add_special_tokens=False
+    )
     assert tok.encode("a fish", add_special_tokens=False)[-1:] == tok.encode(" fish")[-1:]
 
 
 def test_template_masks_all_but_answers(parts: dict) -> None:
     tok = parts["tok"]
-    tpl = Template(tok, num_image_tokens=5, max_text_tokens=512)
+    tpl = Template(tok, num_image_tokens=5, max_text_tokens=512, style="vicuna_v1")
     ex = tpl.conversation([(MC, "B"), ("What colour is it?", "red")])
     ids, labels = torch.tensor(ex.input_ids), torch.tensor(ex.labels)
     assert int((ids == tpl.image_id).sum()) == 5  # placeholder expanded, before the first turn
@@ -152,14 +158,52 @@ def test_template_masks_all_but_answers(parts: dict) -> None:
     assert tok.decode(answer) == "a red cat\n"
 
 
+def test_compact_template_drops_the_system_prompt_and_instructions(parts: dict) -> None:
+    tok = parts["tok"]
+    turns = [(short_prompt("What colour is it?"), "red"), (MC, "B")]
+    full, compact = (
+        Template(tok, 5, 512, style=s).conversation(turns) for s in ("vicuna_v1", "compact")
+    )
+    text = tok.decode([i for i in compact.input_ids if i != tok.convert_tokens_to_ids("<image>")])
+    mc = MC.removesuffix(MC_SUFFIX)
+    assert text == f"<s>USER: \nWhat colour is it? ASSISTANT: red</s>USER: {mc} ASSISTANT: B</s>"
+    assert SYSTEM not in text and SHORT_SUFFIX.strip() not in text
+    assert len(compact.input_ids) < len(full.input_ids)
+
+    def answers(ex: Example) -> list[int]:
+        return [label for label in ex.labels if label != IGNORE_INDEX]
+
+    assert answers(compact) == answers(full)  # the same supervision, fewer tokens around it
+    with pytest.raises(ValueError, match="unknown template style"):
+        Template(tok, 5, 512, style="chatml").conversation(turns)  # type: ignore[arg-type]
+
+
+def test_several_conversations_per_image_ask_fresh_questions(parts: dict) -> None:
+    tpl = Template(parts["tok"], 5, 512, style="compact")
+    mix = {"mc_fraction": 0.0, "type_weights": {}}
+    one, idx1 = instruction_examples(tpl, parts["world"], 16, 2, 0, **mix, per_image=1)
+    three, idx3 = instruction_examples(tpl, parts["world"], 16, 2, 0, **mix, per_image=3)
+    assert idx3 == idx1 * 3 and len(three) == 3 * len(one)
+    assert [e.input_ids for e in three[: len(one)]] == [e.input_ids for e in one]  # draw 0
+    later = [e.input_ids for e in three[len(one) :]]
+    same = sum(a == b.input_ids for a, b in zip(later, one * 2, strict=True))
+    assert same < len(one) / 2  # the other draws mostly ask other questions of the same images
+
+
 def test_long_conversations_drop_late_turns(parts: dict) -> None:
     tok = parts["tok"]
-    one = len(Template(tok, 5, 10_000).conversation([(MC, "B")]).input_ids) - 5 - 1  # no image, bos
-    two = len(Template(tok, 5, 10_000).conversation([(MC, "B")] * 2).input_ids) - 5 - 1
-    ex = Template(tok, 5, max_text_tokens=two + 1).conversation([(MC, "B")] * 4)
+    one = (
+        len(Template(tok, 5, 10_000, style="vicuna_v1").conversation([(MC, "B")]).input_ids) - 5 - 1
+    )  # no image, bos
+    two = (
+        len(Template(tok, 5, 10_000, style="vicuna_v1").conversation([(MC, "B")] * 2).input_ids)
+        - 5
+        - 1
+    )
+    ex = Template(tok, 5, max_text_tokens=two + 1, style="vicuna_v1").conversation([(MC, "B")] * 4)
     assert ex.input_ids.count(tok.eos_token_id) == 2  # turns 3 and 4 do not fit
     with pytest.raises(ConfigError) as err:
-        Template(tok, 5, one - 1).conversation([(MC, "B")])
+        Template(tok, 5, one - 1, style="vicuna_v1").conversation([(MC, "B")])
     _one_line(err, f"max_text_tokens {one - 1}")
 
 
@@ -180,10 +224,12 @@ def test_pack_cuts_the_text_stream_into_blocks() -> None:
 def test_each_stage_trains_exactly_what_it_declares(parts: dict, tmp_path: Path) -> None:
     tok, tower, world = parts["tok"], parts["tower"], parts["world"]
     model = copy.deepcopy(parts["model"])
-    tpl = Template(tok, tower.num_tokens, 256)
+    tpl = Template(tok, tower.num_tokens, 256, style="vicuna_v1")
     feats = encode_images(tower, world.images, progress=False)
     encoder_before = {k: v.clone() for k, v in tower.state_dict().items()}
-    stage2 = instruction_examples(tpl, world, 16, 1, 0, mc_fraction=0.5)
+    stage2 = instruction_examples(
+        tpl, world, 16, 1, 0, mc_fraction=0.5, type_weights={}, per_image=1
+    )
     data = {1: caption_examples(tpl, world, 16), 2: stage2}
     cfg = TrainConfig(batch_size=4, samples=8, lr=1e-2, precision="fp32", num_workers=0)
     for stage in (1, 2):

@@ -29,7 +29,8 @@ from encoderlab.vlm.data import TrainWorld
 # imported before any stub of vlm.data.read_world: the oracle module binds it on first import
 from encoderlab.vlm.oracle import oracle_check  # noqa: F401
 
-RECIPE_PARAMETERS = ("n_turns", "mc_fraction", "scoring")
+# the recipe's question mix, rendering and scoring, as the consumers' parameters name them
+RECIPE_PARAMETERS = ("n_turns", "mc_fraction", "type_weights", "per_image", "style", "scoring")
 TINY = Path(encoderlab.__file__).parent / "presets" / "tiny.yaml"
 
 
@@ -50,8 +51,9 @@ def _functions() -> list[tuple[str, Any]]:
 
 
 def test_the_question_mix_and_scoring_have_no_second_default() -> None:
-    """No function gives ``n_turns``, ``mc_fraction`` or ``scoring`` a default of its own (a
-    CLI option may default to None: "the preset's"); the config fields hold the only ones."""
+    """No function gives the question mix (``n_turns``, ``mc_fraction``, ``type_weights``,
+    ``per_image``), the template ``style`` or ``scoring`` a default of its own (a CLI option
+    may default to None: "the preset's"); the config fields hold the only ones."""
     stray = []
     for name, fn in _functions():
         for param in inspect.signature(fn).parameters.values():
@@ -64,8 +66,15 @@ def test_the_question_mix_and_scoring_have_no_second_default() -> None:
     # ... and the config's defaults are the study's and the tiny preset's
     fields = VLMConfig.model_fields
     study, tiny = StudyConfig(), load_study("tiny")
-    for key in ("n_turns", "mc_fraction"):
-        assert getattr(study.vlm, key) == getattr(tiny.vlm, key) == fields[key].default
+    for key in (
+        "n_turns",
+        "mc_fraction",
+        "question_weights",
+        "conversations_per_image",
+        "template",
+    ):
+        default = fields[key].get_default(call_default_factory=True)
+        assert getattr(study.vlm, key) == getattr(tiny.vlm, key) == default
     assert study.suite.scoring == EvalConfig.model_fields["scoring"].default == "letter"
     assert tiny.suite.scoring == "cloze"  # the tiny LM cannot answer with a letter (lab notes)
 
@@ -80,12 +89,13 @@ def _world(n: int = 4) -> TrainWorld:
 
 
 @pytest.fixture
-def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
-    """``(n_turns, mc_fraction)`` of every SynthWorld conversation drawn for a VLM stage."""
-    calls: list[tuple[int, float]] = []
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float, dict]]:
+    """``(n_turns, mc_fraction, type_weights)`` of every SynthWorld conversation drawn for a
+    VLM stage."""
+    calls: list[tuple[int, float, dict]] = []
 
-    def record(meta: dict, rng: Any, n_turns: int, mc_fraction: float) -> list:
-        calls.append((n_turns, mc_fraction))
+    def record(meta: dict, rng: Any, n_turns: int, mc_fraction: float, type_weights: dict) -> list:
+        calls.append((n_turns, mc_fraction, dict(type_weights)))
         raise _Seen
 
     monkeypatch.setattr("encoderlab.vlm.data.training_conversation", record)
@@ -95,14 +105,16 @@ def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float]]:
 def _odd_recipe() -> StudyConfig:
     """The smoke study with a question mix, scoring and check size that no default has."""
     cfg = load_study("smoke")
-    vlm = cfg.vlm.model_copy(update={"n_turns": 3, "mc_fraction": 0.7})
+    vlm = cfg.vlm.model_copy(
+        update={"n_turns": 3, "mc_fraction": 0.7, "question_weights": {"object": 3.0}}
+    )
     # smoke scores by cloze
     suite = cfg.suite.model_copy(update={"scoring": "letter", "check_questions": 37})
     return cfg.model_copy(update={"vlm": vlm, "suite": suite})
 
 
 def test_stage0_stage2_and_the_context_check_ask_the_configs_mix(
-    asked: list[tuple[int, float]], tmp_path: Path
+    asked: list[tuple[int, float, dict]], tmp_path: Path
 ) -> None:
     from encoderlab.vlm.context import context_check
     from encoderlab.vlm.lm import pretrain_lm
@@ -120,7 +132,7 @@ def test_stage0_stage2_and_the_context_check_ask_the_configs_mix(
     lm = SimpleNamespace(eval=lambda: None)
     with pytest.raises(_Seen):  # the LM's picture-slot check: held-out questions
         context_check(lm, tokenizer, _world(), recipe)  # type: ignore[arg-type]
-    assert asked == [(3, 0.7)] * 3
+    assert asked == [(3, 0.7, {"object": 3.0})] * 3
 
 
 def test_the_study_hands_each_check_the_recipe_it_trained_with(
@@ -192,8 +204,8 @@ def test_tiny_yaml_writes_the_whole_vlm_recipe() -> None:
 def test_a_changed_key_in_a_copy_of_tiny_yaml_is_what_the_study_runs(tmp_path: Path) -> None:
     text = TINY.read_text()
     for old, new in (
-        ("  n_turns: 2 ", "  n_turns: 3 "),
-        ("train: {<<: *vlm_train, samples: 8192,", "train: {<<: *vlm_train, samples: 4096,"),
+        ("  n_turns: 4 ", "  n_turns: 3 "),
+        ("batch_size: 32, samples: 32768,", "batch_size: 32, samples: 16384,"),
     ):
         assert text.count(old) == 1, old
         text = text.replace(old, new)
@@ -205,7 +217,7 @@ def test_a_changed_key_in_a_copy_of_tiny_yaml_is_what_the_study_runs(tmp_path: P
     stages = {s.name: s for s in Study(cfg, tmp_path / "study", progress=False).stages}
     assert stages["lm"].config["n_turns"] == 3
     for name in ("vlm/clip", "vlm/dino", "vlm/fused", "vlm/oracle"):
-        assert stages[name].config["stage2"]["train"]["samples"] == 4096
+        assert stages[name].config["stage2"]["train"]["samples"] == 16384
         assert stages[name].config["n_turns"] == 3
     tiny = {s.name: s for s in Study(load_study("tiny"), tmp_path / "t", progress=False).stages}
     assert stages["vlm/clip"].key.hash != tiny["vlm/clip"].key.hash  # it would rerun

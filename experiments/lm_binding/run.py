@@ -64,11 +64,19 @@ def accuracy(lm, template: Template, items: list, scoring: str, shift: int) -> n
         slot = items[(i + shift) % len(items)][0]
         if scoring == "letter":
             ids, mask = left_pad(
-                [template.bos + template.ids(user_text(q.mc_prompt(), True, slot))], 0
+                [
+                    template.bos
+                    + template.ids(
+                        user_text(q.mc_prompt(), True, style=template.style, picture=slot)
+                    )
+                ],
+                0,
             )
             scores = score_next_token(lm, lm.get_input_embeddings()(ids), mask)[0, letters]
         else:
-            head = template.bos + template.ids(user_text(q.short_prompt(), True, slot))
+            head = template.bos + template.ids(
+                user_text(q.short_prompt(), True, style=template.style, picture=slot)
+            )
             tails = [template.answer(o) + template.eos for o in q.options]
             ids, mask = left_pad([head + t for t in tails], int(template.tok.pad_token_id))
             embeds = lm.get_input_embeddings()(ids)
@@ -93,7 +101,7 @@ def main() -> None:
     convs = [c for i, m in enumerate(train.metas) if (c := make(m, i, stage=2))]
     texts = [d for d, _ in convs] + [x for _, ts in convs for q, a in ts for x in (q, f" {a}")]
     tokenizer = train_tokenizer(texts, cfg.lm.vocab_size)
-    template = Template(tokenizer, 0, max_text_tokens=320)
+    template = Template(tokenizer, 0, max_text_tokens=320, style=cfg.template)
     examples = [template.conversation(turns, picture=d) for d, turns in convs]
     items = []
     for i, meta in enumerate(val.metas):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import reduce
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +29,27 @@ from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.oracle import oracle_check, oracle_grid
 
 BASE = "tiny"
-TYPES = ("object", "colour", "count", "style")
+
+
+def merged(*sections: dict[str, Any]) -> dict[str, Any]:
+    """The sections merged left to right (``merge_sections``: nested keys merged)."""
+    return reduce(merge_sections, sections, {})
+
+
+TYPES = ("object", "colour", "count", "texture", "style", "superclass")
 # 1,024 stage-2 steps of 32 instead of 8: 4x the examples, fresh ones (none seen twice)
 B32 = {"stage2": {"examples": 32768, "train": {"batch_size": 32, "samples": 32768}}}
 # a 4x larger stage 1 (captions name the objects): 256 steps of 32
 S1 = {"stage1": {"examples": 8192, "train": {"batch_size": 32, "samples": 8192}}}
+# B32 with the compact template (no system prompt, no answer-format instruction)
+B32_COMPACT = merge_sections(B32, {"template": "compact"})
+# stage 2 on 8,192 images with 4 conversations each (the same 32,768 conversations seen)
+X4 = {"conversations_per_image": 4, "stage2": {"examples": 8192}}
+# batches of similar length in both stages (less padding)
+GROUPED = {
+    "stage1": {"train": {"group_by_length": True}},
+    "stage2": {"train": {"group_by_length": True}},
+}
 # name: keys changed from the base preset's vlm section
 VARIANTS: dict[str, dict[str, Any]] = {
     "base": {},
@@ -44,6 +61,26 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # as b32-t4-s1, stage 2 at twice the learning rate
     "b32-t4-s1-lr2": merge_sections(
         {**B32, **S1, "n_turns": 4}, {"stage2": {"train": {"lr": 2.0e-3}}}
+    ),
+    # b32-t4 rendered compact
+    "c-b32-t4": merge_sections(B32_COMPACT, {"n_turns": 4}),
+    # ... batched by length
+    "c-b32-t4-grouped": merged(B32_COMPACT, GROUPED, {"n_turns": 4}),
+    # ... batched by length, object-category questions asked 2x (3x at twice the lr) as often
+    "c-b32-t4-grouped-obj2": merged(
+        B32_COMPACT, GROUPED, {"n_turns": 4, "question_weights": {"object": 2.0}}
+    ),
+    "c-b32-t4-grouped-obj3-lr2": merged(
+        B32_COMPACT,
+        GROUPED,
+        {"n_turns": 4, "question_weights": {"object": 3.0}, "stage2": {"train": {"lr": 2.0e-3}}},
+    ),
+    # c-b32-t4 on the base's 8,192 images, 4 conversations each (an encoder VLM encodes a
+    # quarter of the images)
+    "c-b32x4-t4": merged(B32_COMPACT, X4, {"n_turns": 4}),
+    # ... with object-category and colour questions each asked twice as often
+    "c-b32x4-t4-oc2": merged(
+        B32_COMPACT, X4, {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}}
     ),
 }
 

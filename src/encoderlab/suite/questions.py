@@ -14,7 +14,7 @@ conversations (``training_conversation``), on disjoint SynthWorld splits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal, get_args
 
@@ -39,6 +39,7 @@ __all__ = [
     "mc_prompt",
     "short_prompt",
     "training_conversation",
+    "type_order",
 ]
 
 LETTERS: tuple[str, ...] = ("A", "B", "C", "D")
@@ -714,20 +715,35 @@ def generate(qtype: str, meta: dict[str, Any], rng: np.random.Generator) -> Ques
     return QUESTION_TYPES[qtype](meta, rng)
 
 
+def type_order(rng: np.random.Generator, weights: Mapping[str, float]) -> np.ndarray:
+    """Indices into ``QUESTION_TYPES`` in the order a conversation tries them: a uniform
+    permutation (no weights, or all equal), or, with ``weights`` (relative; a type not named
+    weighs 1, weight 0 is never asked), drawn without replacement in proportion to them."""
+    w = np.array([float(weights.get(t, 1.0)) for t in QUESTION_TYPES])
+    if (w == w[0]).all():
+        return rng.permutation(len(QUESTION_TYPES))
+    return rng.choice(len(w), size=int((w > 0).sum()), replace=False, p=w / w.sum())
+
+
 def training_conversation(
-    meta: dict[str, Any], rng: np.random.Generator, n_turns: int, mc_fraction: float
+    meta: dict[str, Any],
+    rng: np.random.Generator,
+    n_turns: int,
+    mc_fraction: float,
+    type_weights: Mapping[str, float],
 ) -> list[tuple[str, str]]:
     """Up to ``n_turns`` (user text, answer) pairs about one sample, of mixed types and formats.
 
     Each turn is a short-answer question (answer = the phrase) or, with probability
     ``mc_fraction``, a multiple-choice one (answer = the letter); questions that only make sense
     with their options are always multiple choice. Types are drawn at random among those the
-    sample supports, each at most once per conversation. Fewer turns come back if the sample
-    supports fewer types. ``n_turns`` and ``mc_fraction`` have no default here: they are the VLM
-    recipe's (``vlm.config.VLMConfig``), so stage 0, stage 2 and the context check ask the same.
+    sample supports (in proportion to ``type_weights``, ``type_order``), each at most once per
+    conversation. Fewer turns come back if the sample supports fewer types. ``n_turns``,
+    ``mc_fraction`` and ``type_weights`` have no default here: they are the VLM recipe's
+    (``vlm.config.VLMConfig``), so stage 0, stage 2 and the context check ask the same.
     """
     turns: list[tuple[str, str]] = []
-    for i in rng.permutation(len(QUESTION_TYPES)):
+    for i in type_order(rng, type_weights):
         if len(turns) >= n_turns:
             break
         q = generate(list(QUESTION_TYPES)[int(i)], meta, rng)

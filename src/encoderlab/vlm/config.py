@@ -3,17 +3,18 @@
 The ``tiny`` recipe is written out in full in ``presets/tiny.yaml``; ``VLMConfig()``'s field
 defaults equal it (tests/test_vlm_recipe.py) and are the base other presets' ``vlm:`` sections
 override key by key (``load_vlm_config``); ``VLMConfig.smoke()`` runs the whole pipeline in
-seconds. The question mix (``n_turns``, ``mc_fraction``) has its only default here: stage 0,
-stage 2, the LM's context check and the LLaVA export take it from the config they run with,
-and the functions below them have no default of their own. (The scoring rule's one default is
+seconds. The question mix (``n_turns``, ``mc_fraction``, ``question_weights``,
+``conversations_per_image``) and the ``template`` have their only defaults here: stage 0, stage
+2, the LM's context check and the LLaVA export take them from the config they run with, and the
+functions below them have no default of their own. (The scoring rule's one default is
 ``suite.harness.EvalConfig.scoring``; a study's checks read its ``suite.scoring``.)
 
-Batches are small (8) because at this scale the number of optimizer steps, not of samples,
-decides when the LM starts to read the image tokens. Two choices follow from the oracle VLM
-(docs/lab-notes.md): the tiny LM cannot answer with an option's letter
-(``experiments/lm_binding``), so its turns ask for the short answer wherever one exists
-(``mc_fraction`` 0; LLaVA-1.5's mix is the paper preset's); and stage 2 runs 1,024 steps, the
-fewest at which the oracle VLM reads its image (with 256 it does not).
+Choices the oracle VLM made (docs/lab-notes.md, experiments/vlm_recipe): the tiny LM cannot
+answer with an option's letter (``experiments/lm_binding``), so its turns ask for the short
+answer wherever one exists (``mc_fraction`` 0; LLaVA-1.5's mix is the paper preset's); stage 2
+runs 1,024 steps (with 256 the oracle does not read its image) of 32 four-turn conversations,
+because supervision per step is what teaches a small LM to read image tokens; the turns are
+rendered ``compact`` (no system prompt, no instruction), which costs ~45% fewer tokens.
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from encoderlab.config import StrictModel, load_preset, merge_sections, parse_config
+from encoderlab.suite.questions import QUESTION_TYPES
 from encoderlab.train.config import TrainConfig
+from encoderlab.vlm.template import Style
 
 __all__ = ["LMConfig", "StageConfig", "VLMConfig", "load_vlm_config"]
 
@@ -95,7 +98,7 @@ class VLMConfig(StrictModel):
     )
     max_text_tokens: int = Field(256, gt=8, description="text tokens per example (truncated)")
     n_turns: int = Field(
-        2, gt=0, description="question turns per stage-0/2 conversation (and the context check's)"
+        4, gt=0, description="question turns per stage-0/2 conversation (and the context check's)"
     )
     mc_fraction: float = Field(
         0.0,
@@ -104,6 +107,24 @@ class VLMConfig(StrictModel):
         description="share of stage-0/2 turns asked as multiple choice where a short answer "
         "exists (LLaVA-1.5 mixes both; an LM without multiple-choice symbol binding learns "
         "nothing from letter answers)",
+    )
+    question_weights: dict[str, float] = Field(
+        default_factory=lambda: {"object": 2.0, "colour": 2.0},
+        description="relative weight of each SynthWorld question type in stage-0/2 "
+        "conversations (suite.questions.type_order; a type not named weighs 1, 0 drops it); "
+        "all equal: every type alike (a preset overrides tiny's weights key by key)",
+    )
+    conversations_per_image: int = Field(
+        4,
+        ge=1,
+        description="stage-2 conversations drawn per training image, each with its own "
+        "questions: more supervision per encoded image (stage2.examples images, "
+        "stage2.train.samples conversations seen)",
+    )
+    template: Style = Field(
+        "compact",
+        description="how question turns are rendered (vlm.template): LLaVA-1.5's vicuna_v1, "
+        "or compact (no system prompt, no answer-format instruction)",
     )
     seed: int = Field(0, description="projector init and conversation sampling")
     stage0: StageConfig = Field(
@@ -118,9 +139,22 @@ class VLMConfig(StrictModel):
     )
     stage2: StageConfig = Field(
         default_factory=lambda: StageConfig(
-            examples=8192, train=_train(batch_size=8, samples=8192, lr=1e-3)
+            examples=8192, train=_train(batch_size=32, samples=32768, lr=1e-3)
         )
     )
+
+    @model_validator(mode="after")
+    def _known_question_types(self) -> VLMConfig:
+        unknown = sorted(set(self.question_weights) - set(QUESTION_TYPES))
+        if unknown:
+            raise ValueError(
+                f"question_weights: unknown question type {unknown[0]!r}; known: "
+                f"{', '.join(QUESTION_TYPES)}"
+            )
+        weights = [self.question_weights.get(t, 1.0) for t in QUESTION_TYPES]
+        if min(weights) < 0 or max(weights) == 0:
+            raise ValueError("question_weights must be >= 0 and leave some type to ask")
+        return self
 
     @model_validator(mode="after")
     def _square_pool(self) -> VLMConfig:

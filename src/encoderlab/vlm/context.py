@@ -97,9 +97,15 @@ def context_check(
     if len(world) < 2:
         raise ValueError("the context check needs at least two held-out samples")
     lm.eval()
-    template = Template(tokenizer, 0, recipe.max_text_tokens)
+    template = Template(tokenizer, 0, recipe.max_text_tokens, style=recipe.template)
     questions = conversations(
-        world, len(world), recipe.n_turns, seed, stage=2, mc_fraction=recipe.mc_fraction
+        world,
+        len(world),
+        recipe.n_turns,
+        seed,
+        stage=2,
+        mc_fraction=recipe.mc_fraction,
+        type_weights=recipe.question_weights,
     )
     describe = [(i, [(DESCRIBE, text)]) for i, text in enumerate(world.texts)]
     result = {

@@ -9,7 +9,7 @@ exactly the same examples whatever its encoder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -23,7 +23,7 @@ from encoderlab.data.reader import SampleDataset, index_source
 from encoderlab.errors import DataError
 from encoderlab.suite.questions import training_conversation
 from encoderlab.vlm.llava_json import LLAVA_TURNS
-from encoderlab.vlm.template import IGNORE_INDEX, Example, Template, user_text
+from encoderlab.vlm.template import IGNORE_INDEX, Example, Style, Template, user_text
 
 __all__ = [
     "ConversationFn",
@@ -118,8 +118,10 @@ def read_world(
     return world
 
 
-def conversation_rng(seed: int, stage: int, index: int) -> np.random.Generator:
-    return np.random.default_rng([seed, stage, index])
+def conversation_rng(seed: int, stage: int, index: int, draw: int = 0) -> np.random.Generator:
+    """The generator of one sample's conversation; ``draw`` > 0 gives that sample further,
+    independent conversations (``VLMConfig.conversations_per_image``)."""
+    return np.random.default_rng([seed, stage, index] + ([draw] if draw else []))
 
 
 def conversations(
@@ -131,34 +133,39 @@ def conversations(
     fn: ConversationFn | None = None,
     *,
     mc_fraction: float,
+    type_weights: Mapping[str, float],
+    draw: int = 0,
 ) -> list[tuple[int, list[tuple[str, str]]]]:
     """``(sample index, turns)`` for the first ``n`` samples (samples without questions skipped).
 
     A sample read from LLaVA JSON brings its own turns (``meta[LLAVA_TURNS]``). Otherwise ``fn``
     makes them; it defaults to ``training_conversation`` with ``mc_fraction`` multiple-choice
-    turns on SynthWorld, and on real data to questions about its labels
-    (``data.labelled_vqa.labelled_conversation``: category, superclass), so a labelled real
-    data set gets stage-2 conversations too. ``n_turns`` and ``mc_fraction`` come from the VLM
-    recipe (``VLMConfig``) at every caller: there is no second default here."""
-    fn = fn or default_conversation_fn(world, n, mc_fraction)
+    turns and question types drawn by ``type_weights`` on SynthWorld, and on real data to
+    questions about its labels (``data.labelled_vqa.labelled_conversation``: category,
+    superclass; the weights name SynthWorld's types and do not apply), so a labelled real data
+    set gets stage-2 conversations too. ``n_turns``, ``mc_fraction`` and ``type_weights`` come
+    from the VLM recipe (``VLMConfig``) at every caller: there is no second default here."""
+    fn = fn or default_conversation_fn(world, n, mc_fraction, type_weights)
     out = []
     for i in range(min(n, len(world))):
         given = world.metas[i].get(LLAVA_TURNS)
         if given is not None:
             turns = [(str(q), str(a)) for q, a in given]  # as given (the template caps length)
         else:
-            turns = fn(world.metas[i], conversation_rng(seed, stage, i), n_turns)
+            turns = fn(world.metas[i], conversation_rng(seed, stage, i, draw), n_turns)
         if turns:
             out.append((i, turns))
     return out
 
 
-def default_conversation_fn(world: TrainWorld, n: int, mc_fraction: float) -> ConversationFn:
+def default_conversation_fn(
+    world: TrainWorld, n: int, mc_fraction: float, type_weights: Mapping[str, float]
+) -> ConversationFn:
     """SynthWorld's question mix, or, for samples without SynthWorld metadata, questions about
     the labels of the first ``n`` samples (their values are the distractors)."""
     metas = world.metas[:n]
     if not metas or any("kind" in m or "objects" in m for m in metas):
-        return partial(training_conversation, mc_fraction=mc_fraction)
+        return partial(training_conversation, mc_fraction=mc_fraction, type_weights=type_weights)
     from encoderlab.data.labelled_vqa import labelled_conversation, vocabulary
 
     return labelled_conversation(vocabulary(metas), mc_fraction)
@@ -172,18 +179,25 @@ def lm_corpus(
     fn: ConversationFn | None = None,
     *,
     mc_fraction: float,
+    type_weights: Mapping[str, float],
 ) -> tuple[list[str], list[tuple[int, list[tuple[str, str]]]]]:
     """Stage 0's text: the captions and the conversations of the first ``n`` samples (the
     LM sees them without image; ``corpus_texts`` renders them for the tokenizer and the hash)."""
-    return world.texts[:n], conversations(world, n, n_turns, seed, 0, fn, mc_fraction=mc_fraction)
+    convs = conversations(
+        world, n, n_turns, seed, 0, fn, mc_fraction=mc_fraction, type_weights=type_weights
+    )
+    return world.texts[:n], convs
 
 
-def corpus_texts(captions: list[str], convs: list[tuple[int, list[tuple[str, str]]]]) -> list[str]:
-    """Every string the LM is trained on, rendered as in the templates (for the tokenizer)."""
+def corpus_texts(
+    captions: list[str], convs: list[tuple[int, list[tuple[str, str]]]], style: Style
+) -> list[str]:
+    """Every string the LM is trained on, rendered as the ``style`` template renders it (for
+    the tokenizer and the stage-0 cache key)."""
     texts = [c + "\n" for c in captions]
     for i, turns in convs:
         for k, (q, a) in enumerate(turns):
-            texts += [user_text(q, first=k == 0, picture=captions[i]), f" {a}"]
+            texts += [user_text(q, k == 0, style=style, picture=captions[i]), f" {a}"]
     return texts
 
 
@@ -204,10 +218,28 @@ def instruction_examples(
     fn: ConversationFn | None = None,
     *,
     mc_fraction: float,
+    type_weights: Mapping[str, float],
+    per_image: int,
 ) -> tuple[list[Example], list[int]]:
-    """Stage 2 (Vicuna v1): image + question turns, loss on the answers."""
-    convs = conversations(world, n, n_turns, seed, 2, fn, mc_fraction=mc_fraction)
-    return [template.conversation(turns) for _, turns in convs], [i for i, _ in convs]
+    """Stage 2 (Vicuna v1): image + question turns, loss on the answers; ``per_image``
+    conversations of each of the first ``n`` images, drawn independently (a LLaVA-JSON sample
+    repeats its own turns). Returns the examples and each one's image index."""
+    examples, images = [], []
+    for draw in range(per_image):
+        for i, turns in conversations(
+            world,
+            n,
+            n_turns,
+            seed,
+            2,
+            fn,
+            mc_fraction=mc_fraction,
+            type_weights=type_weights,
+            draw=draw,
+        ):
+            examples.append(template.conversation(turns))
+            images.append(i)
+    return examples, images
 
 
 def pack(docs: list[Example], block: int) -> list[Example]:
@@ -231,6 +263,11 @@ class ExampleDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.examples)
+
+    @property
+    def lengths(self) -> list[int]:
+        """Tokens per example (``TrainConfig.group_by_length`` batches similar ones)."""
+        return [len(ex.input_ids) for ex in self.examples]
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         ex = self.examples[i]

@@ -230,7 +230,13 @@ def export_llava(
         raise DataError(f"{split}: no readable samples")
     world = TrainWorld(str(split), [r[2] for r in rows], [r[3] for r in rows], [])
     convs = conversations(
-        world, len(rows), recipe.n_turns, recipe.seed, 2, mc_fraction=recipe.mc_fraction
+        world,
+        len(rows),
+        recipe.n_turns,
+        recipe.seed,
+        2,
+        mc_fraction=recipe.mc_fraction,
+        type_weights=recipe.question_weights,
     )
     records = []
     for i, turns in convs:

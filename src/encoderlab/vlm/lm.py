@@ -52,7 +52,14 @@ __all__ = ["LM_DONE", "LM_RECIPE_KEYS", "build_lm", "lm_info", "load_lm", "pretr
 
 LM_DONE = "lm.json"  # written last: its presence marks a finished stage 0
 # The VLMConfig fields that shape stage 0's conversations, recorded in lm.json (``recipe``).
-LM_RECIPE_KEYS = ("n_turns", "mc_fraction", "max_text_tokens", "seed")
+LM_RECIPE_KEYS = (
+    "n_turns",
+    "mc_fraction",
+    "question_weights",
+    "template",
+    "max_text_tokens",
+    "seed",
+)
 
 
 @contextmanager
@@ -136,8 +143,9 @@ def pretrain_lm(
         cfg.seed,
         conversation_fn,
         mc_fraction=cfg.mc_fraction,
+        type_weights=cfg.question_weights,
     )
-    texts = corpus_texts(captions, convs)
+    texts = corpus_texts(captions, convs, cfg.template)
     key = config_hash(
         {
             "lm": cfg.lm.model_dump(mode="json"),
@@ -151,7 +159,7 @@ def pretrain_lm(
         return out
     start = time.perf_counter()
     tokenizer = train_tokenizer(texts, cfg.lm.vocab_size)
-    template = Template(tokenizer, num_image_tokens=0, max_text_tokens=cfg.max_text_tokens)
+    template = Template(tokenizer, 0, cfg.max_text_tokens, style=cfg.template)
     # Each sample gives two texts: its caption (loss on all of it: stage 1 predicts captions)
     # and its conversation with the caption in the image slot (loss on the answers, as in
     # stage 2), so the LM meets the answers in the stage-2 format, conditioned on a description

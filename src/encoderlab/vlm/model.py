@@ -215,7 +215,9 @@ class VLM(nn.Module):
         self.tokenizer = tokenizer
         self.cfg = cfg
         self.info = info or {}
-        self.template = Template(tokenizer, tower.num_tokens, cfg.max_text_tokens)
+        self.template = Template(
+            tokenizer, tower.num_tokens, cfg.max_text_tokens, style=cfg.template
+        )
         self.requires_grad_(False)
         self.eval()
 

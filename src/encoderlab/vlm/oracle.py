@@ -125,7 +125,7 @@ def train_oracle_vlm(
         oracle.stats = feature_stats(features)
         features = standardize(features, *oracle.stats)
     model = model_for_features(oracle.dim, 1, lm, tokenizer, cfg.seed)
-    template = Template(tokenizer, oracle.num_tokens, cfg.max_text_tokens)
+    template = Template(tokenizer, oracle.num_tokens, cfg.max_text_tokens, style=cfg.template)
     stages = train_stages(model, features, template, world, cfg, Path(out), dist, progress)
     model.requires_grad_(False)
     return model.eval(), template, stages

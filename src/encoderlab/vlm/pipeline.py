@@ -134,6 +134,8 @@ def train_stages(
             cfg.seed,
             conversation_fn,
             mc_fraction=cfg.mc_fraction,
+            type_weights=cfg.question_weights,
+            per_image=cfg.conversations_per_image,
         ),
     }
     stages: dict[str, Any] = {}
@@ -217,7 +219,7 @@ def train_vlm(
             f"{lm_dir}: {tower.num_tokens} image + {cfg.max_text_tokens} text tokens exceed the "
             f"LM's {limit} positions (lower max_text_tokens or set pool_tokens)"
         )
-    template = Template(tokenizer, tower.num_tokens, cfg.max_text_tokens)
+    template = Template(tokenizer, tower.num_tokens, cfg.max_text_tokens, style=cfg.template)
     model = build_model(tower, lm, tokenizer, cfg.seed)
     features = shared_features(tower, world.images, out / FEATURES, dist, progress)
     world.images = []  # the features are all the stages read (the images were references)
