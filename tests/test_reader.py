@@ -9,7 +9,6 @@ import tarfile
 from itertools import chain
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -83,33 +82,6 @@ def test_global_batches_do_not_depend_on_world_size() -> None:
     assert len(reference) == 3 and sorted(len(b) for b in reference) == [7, 8, 8]
     assert global_batches(2) == reference
     assert global_batches(4) == reference
-
-
-def test_length_grouped_batches_pad_less_and_keep_global_batches() -> None:
-    n, batch = 1030, 8  # 128 full batches (2 groups of 50, one of 28) and a tail of 6
-    lengths = np.random.default_rng(0).integers(5, 200, n)
-
-    def padded(order: list[int]) -> int:  # tokens after padding each batch to its longest
-        steps = len(order) // batch
-        return sum(int(lengths[order[k * batch : (k + 1) * batch]].max()) for k in range(steps))
-
-    plain = EpochSampler(n, seed=3, epoch=1).global_order()
-    grouped = EpochSampler(n, 3, 1, lengths=lengths, batch_size=batch).global_order()
-    assert sorted(grouped.tolist()) == list(range(n))  # each sample once per epoch
-    assert grouped[-6:].tolist() == plain[-6:].tolist()  # the tail outside any batch stays last
-    assert padded(grouped.tolist()) < 0.75 * padded(plain.tolist())
-    for k in range(0, 50 * batch, batch):  # a group's batches are whole slices of its sort
-        rows = np.sort(lengths[plain[:400]])[::-1].reshape(-1, batch)
-        assert any((np.sort(lengths[grouped[k : k + batch]])[::-1] == r).all() for r in rows)
-    again = EpochSampler(n, 3, 1, lengths=lengths, batch_size=batch).global_order()
-    assert grouped.tolist() == again.tolist()
-    # ranks split the grouped order by stride: the union of their k-th batches is global batch k
-    ranks = [list(EpochSampler(n, 3, 1, r, 2, lengths=lengths, batch_size=batch)) for r in range(2)]
-    for k in range(n // batch):
-        union = set(ranks[0][k * 4 : (k + 1) * 4]) | set(ranks[1][k * 4 : (k + 1) * 4])
-        assert union == set(grouped[k * batch : (k + 1) * batch].tolist())
-    with pytest.raises(ValueError, match="one length per sample"):
-        EpochSampler(n, lengths=lengths[:-1], batch_size=batch)
 
 
 def test_start_resumes_exactly() -> None:

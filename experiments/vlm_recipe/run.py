@@ -2,8 +2,9 @@
 
     .venv/bin/python experiments/vlm_recipe/run.py [--variants NAME ...] [--data DIR] [--lm-cache DIR]
 
-Each variant is the ``tiny`` preset's VLM recipe (``vlm:``) with a few keys changed (batch,
-examples, turns, learning rates). Its oracle VLM (``vlm.oracle.oracle_check``, the study's
+Each variant is the ``tiny`` preset's VLM recipe (``vlm:``) as it was before issue #18
+(``BEFORE``) with a few keys changed (batch, examples, turns, template, question weights,
+learning rates); ``c-b32x4-t4-oc2`` is tiny's recipe today. Its oracle VLM (``vlm.oracle.oracle_check``, the study's
 ``vlm/oracle`` stage itself: ground-truth scene tokens instead of an encoder's) is trained
 from the stage-0 LM cached under ``--lm-cache`` (a variant whose stage-0 corpus differs, e.g.
 more turns, trains its own LM there) and checked on held-out questions scored as the study
@@ -37,6 +38,15 @@ def merged(*sections: dict[str, Any]) -> dict[str, Any]:
 
 
 TYPES = ("object", "colour", "count", "texture", "style", "superclass")
+# the tiny recipe before issue #18's changes, which every variant starts from: LLaVA's
+# turns, two per image, every question type alike, 1,024 stage-2 steps of 8 conversations
+BEFORE = {
+    "template": "vicuna_v1",
+    "n_turns": 2,
+    "question_weights": {"object": 1.0, "colour": 1.0},
+    "conversations_per_image": 1,
+    "stage2": {"examples": 8192, "train": {"batch_size": 8, "samples": 8192}},
+}
 # 1,024 stage-2 steps of 32 instead of 8: 4x the examples, fresh ones (none seen twice)
 B32 = {"stage2": {"examples": 32768, "train": {"batch_size": 32, "samples": 32768}}}
 # a 4x larger stage 1 (captions name the objects): 256 steps of 32
@@ -45,12 +55,8 @@ S1 = {"stage1": {"examples": 8192, "train": {"batch_size": 32, "samples": 8192}}
 B32_COMPACT = merge_sections(B32, {"template": "compact"})
 # stage 2 on 8,192 images with 4 conversations each (the same 32,768 conversations seen)
 X4 = {"conversations_per_image": 4, "stage2": {"examples": 8192}}
-# batches of similar length in both stages (less padding)
-GROUPED = {
-    "stage1": {"train": {"group_by_length": True}},
-    "stage2": {"train": {"group_by_length": True}},
-}
-# name: keys changed from the base preset's vlm section
+# name: keys changed from the base preset's vlm section as it was before #18 (BEFORE);
+# c-b32x4-t4-oc2 is tiny's recipe today
 VARIANTS: dict[str, dict[str, Any]] = {
     "base": {},
     "b32": B32,
@@ -64,17 +70,6 @@ VARIANTS: dict[str, dict[str, Any]] = {
     ),
     # b32-t4 rendered compact
     "c-b32-t4": merge_sections(B32_COMPACT, {"n_turns": 4}),
-    # ... batched by length
-    "c-b32-t4-grouped": merged(B32_COMPACT, GROUPED, {"n_turns": 4}),
-    # ... batched by length, object-category questions asked 2x (3x at twice the lr) as often
-    "c-b32-t4-grouped-obj2": merged(
-        B32_COMPACT, GROUPED, {"n_turns": 4, "question_weights": {"object": 2.0}}
-    ),
-    "c-b32-t4-grouped-obj3-lr2": merged(
-        B32_COMPACT,
-        GROUPED,
-        {"n_turns": 4, "question_weights": {"object": 3.0}, "stage2": {"train": {"lr": 2.0e-3}}},
-    ),
     # c-b32-t4 on the base's 8,192 images, 4 conversations each (an encoder VLM encodes a
     # quarter of the images)
     "c-b32x4-t4": merged(B32_COMPACT, X4, {"n_turns": 4}),
@@ -86,9 +81,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
 
 
 def recipe(name: str, base: str) -> VLMConfig:
-    section = merge_sections(load_preset(base).get("vlm") or {}, VARIANTS[name])
-    merged = merge_sections(VLMConfig().model_dump(mode="json"), section)
-    return parse_config(VLMConfig, merged, source=f"{base}+{name}", prefix="vlm")
+    section = load_preset(base).get("vlm") or {}
+    keys = merged(VLMConfig().model_dump(mode="json"), section, BEFORE, VARIANTS[name])
+    return parse_config(VLMConfig, keys, source=f"{base}+{name}", prefix="vlm")
 
 
 def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:

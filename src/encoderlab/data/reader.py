@@ -50,7 +50,6 @@ __all__ = [
     "collate",
     "index_shard",
     "index_source",
-    "length_grouped",
     "make_loader",
 ]
 
@@ -466,29 +465,6 @@ def collate(items: list[dict[str, Any]]) -> Batch:
 # Sampling and loading
 
 
-def length_grouped(
-    order: np.ndarray,
-    lengths: np.ndarray,
-    batch_size: int,
-    rng: np.random.Generator,
-    batches_per_group: int = 50,
-) -> np.ndarray:
-    """``order`` regrouped so that each batch holds sequences of similar length: every run of
-    ``batches_per_group`` full batches is sorted by length, cut into batches, and those batches
-    shuffled (Hugging Face's ``group_by_length`` megabatches, 50 batches each). Padding to a
-    batch's longest sequence then wastes little (a third of a random batch's tokens were
-    padding for the tiny VLM's stage 2). Works on global positions, so a global batch is the
-    same set of samples for every world size; the tail that fills no batch stays last."""
-    full = len(order) // batch_size * batch_size
-    parts = []
-    for s in range(0, full, batch_size * batches_per_group):
-        chunk = order[s : min(s + batch_size * batches_per_group, full)]
-        batches = chunk[np.argsort(-lengths[chunk], kind="stable")].reshape(-1, batch_size)
-        parts.append(batches[rng.permutation(len(batches))].ravel())
-    parts.append(order[full:])
-    return np.concatenate(parts)
-
-
 class EpochSampler(Sampler[int]):
     """Exact, deterministic per-epoch order over all samples, split across ranks by stride.
 
@@ -498,8 +474,7 @@ class EpochSampler(Sampler[int]):
     ``[start + k*W*b, start + (k+1)*W*b)``: a global batch is the same set of samples for any
     world size of the same global batch size. Each sample comes once per epoch across ranks; an
     uneven tail goes to the lower ranks (no padding, so ranks may differ by one sample).
-    ``start`` skips the first ``start`` global positions, to resume mid-epoch. With
-    ``lengths`` (and the global ``batch_size``) the order is ``length_grouped``.
+    ``start`` skips the first ``start`` global positions, to resume mid-epoch.
     """
 
     def __init__(
@@ -511,13 +486,7 @@ class EpochSampler(Sampler[int]):
         world_size: int = 1,
         start: int = 0,
         shuffle: bool = True,
-        lengths: Sequence[int] | None = None,
-        batch_size: int = 0,
     ):
-        if lengths is not None and (len(lengths) != num_samples or batch_size <= 0):
-            raise ValueError("lengths needs one length per sample and the global batch_size")
-        self.lengths = None if lengths is None else np.asarray(lengths)
-        self.batch_size = batch_size
         if not 0 <= rank < world_size:
             raise ValueError(f"need 0 <= rank < world_size, got rank {rank}, world {world_size}")
         self.num_samples = num_samples
@@ -538,11 +507,7 @@ class EpochSampler(Sampler[int]):
         """All sample indices of this epoch, in global order."""
         if not self.shuffle:
             return np.arange(self.num_samples, dtype=np.int64)
-        rng = np.random.default_rng([self.seed, self.epoch])
-        order = rng.permutation(self.num_samples)
-        if self.lengths is None:
-            return order
-        return length_grouped(order, self.lengths, self.batch_size, rng)
+        return np.random.default_rng([self.seed, self.epoch]).permutation(self.num_samples)
 
     def __iter__(self) -> Iterator[int]:
         order = self.global_order()[self.start + self.rank :: self.world_size]

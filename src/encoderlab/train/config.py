@@ -41,11 +41,6 @@ class TrainConfig(StrictModel):
         "the task names (an LM's decoder layers) and the whole (train.sharding), for models "
         "that do not fit one GPU; the same as ddp in one process",
     )
-    group_by_length: bool = Field(
-        False,
-        description="batch sequences of similar length (data.reader.length_grouped) where the "
-        "data set knows its lengths, so less of each batch is padding",
-    )
     gradient_checkpointing: bool = Field(
         False, description="recompute each LM decoder layer in backward (activation memory)"
     )

@@ -128,8 +128,6 @@ class Trainer:
             rank=self.dist.rank,
             world_size=self.dist.world_size,
             start=start,
-            lengths=getattr(self.dataset, "lengths", None) if self.cfg.group_by_length else None,
-            batch_size=self.cfg.batch_size,
         )
         return DataLoader(
             self.dataset,

@@ -264,11 +264,6 @@ class ExampleDataset(Dataset):
     def __len__(self) -> int:
         return len(self.examples)
 
-    @property
-    def lengths(self) -> list[int]:
-        """Tokens per example (``TrainConfig.group_by_length`` batches similar ones)."""
-        return [len(ex.input_ids) for ex in self.examples]
-
     def __getitem__(self, i: int) -> dict[str, Any]:
         ex = self.examples[i]
         return {
