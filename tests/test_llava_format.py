@@ -149,10 +149,7 @@ def test_stage2_trains_from_llava_json(clipart: Path, tmp_path: Path) -> None:
     assert count == 16
     cfg = EncoderConfig(size="micro", image_size=64, patch_size=16)
     encoder = write_encoder_run(cfg, tmp_path / "enc")
-    # LLaVA's own template: rendered compact, the 16 conversations pack into fewer stage-0
-    # sequences than one batch
-    recipe = VLMConfig.smoke().model_copy(update={"template": "vicuna_v1"})
-    record = train_vlm([encoder], path, tmp_path / "vlm", recipe, tmp_path / "lm", False)
+    record = train_vlm([encoder], path, tmp_path / "vlm", VLMConfig.smoke(), tmp_path / "lm", False)
     stage2 = record["stages"]["stage2"]
     assert stage2["examples"] == 16 and stage2["final"]
     assert record["data"] == {"source": str(path), "samples": 16}
