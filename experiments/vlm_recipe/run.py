@@ -77,6 +77,13 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "c-b32x4-t4-oc2": merged(
         B32_COMPACT, X4, {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}}
     ),
+    # ... in 768 stage-2 steps instead of 1,024 (three quarters of the time)
+    "c-b32x4-t4-oc2-768": merged(
+        B32_COMPACT,
+        X4,
+        {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}},
+        {"stage2": {"train": {"samples": 24576}}},
+    ),
 }
 
 
