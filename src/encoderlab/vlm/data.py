@@ -221,9 +221,10 @@ def instruction_examples(
     type_weights: Mapping[str, float],
     per_image: int,
 ) -> tuple[list[Example], list[int]]:
-    """Stage 2 (Vicuna v1): image + question turns, loss on the answers; ``per_image``
-    conversations of each of the first ``n`` images, drawn independently (a LLaVA-JSON sample
-    repeats its own turns). Returns the examples and each one's image index."""
+    """Stage 2: image + question turns, loss on the answers; ``per_image`` conversations of
+    each of the first ``n`` images, drawn independently (a LLaVA-JSON sample repeats its own
+    turns). Returns the examples and each one's image index."""
+    fn = fn or default_conversation_fn(world, n, mc_fraction, type_weights)  # once, every draw
     examples, images = [], []
     for draw in range(per_image):
         for i, turns in conversations(
