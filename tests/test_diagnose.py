@@ -108,6 +108,34 @@ def test_lm_context_finds_the_study_lm(study: Path, capsys: pytest.CaptureFixtur
     )
 
 
+def test_lm_context_asks_an_older_lm_as_it_was_trained(
+    study: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An lm.json recorded before the template and question weights existed: its LM was
+    trained on vicuna_v1 turns with every question type alike, not today's defaults."""
+    import shutil
+
+    (lm_dir,) = (study / "lm").glob("lm-*")
+    old = tmp_path / "lm" / lm_dir.name
+    shutil.copytree(lm_dir, old)
+    info = json.loads((old / "lm.json").read_text())
+    for key in ("template", "question_weights"):
+        del info["recipe"][key]
+    (old / "lm.json").write_text(json.dumps(info))
+    seen = []
+
+    def check(lm: object, tokenizer: object, world: object, recipe: VLMConfig) -> dict:
+        seen.append(recipe)
+        raise SystemExit(0)
+
+    monkeypatch.setattr("encoderlab.vlm.context.context_check", check)
+    with pytest.raises(SystemExit):
+        main(["diagnose", "lm-context", str(old), "--data", str(study / "data"), "--n", "4"])
+    (recipe,) = seen
+    assert recipe.template == "vicuna_v1" and recipe.question_weights == {}
+    assert recipe.n_turns == info["recipe"]["n_turns"]
+
+
 def test_sensitivity_by_value_splits_every_variant(
     study: Path, capsys: pytest.CaptureFixture
 ) -> None:

@@ -138,8 +138,9 @@ def lm_context(
     lm, tokenizer = load_lm(root / "lm")
     # the question mix this LM was trained on (an lm.json older than that record: the default)
     recorded = lm_info(root).get("recipe")
-    # (a record older than templates: those LMs were all trained on vicuna_v1)
-    recipe = VLMConfig(**{"template": "vicuna_v1", **recorded}) if recorded else VLMConfig()
+    # a record older than these keys: those LMs were trained on vicuna_v1 turns, types alike
+    legacy = {"template": "vicuna_v1", "question_weights": {}}
+    recipe = VLMConfig(**{**legacy, **recorded}) if recorded else VLMConfig()
     check = context_check(lm, tokenizer, val, recipe)
     mix = f"{recipe.n_turns} turns, {recipe.mc_fraction:g} multiple choice, {recipe.template}"
     source = "as trained" if recorded else "the default recipe's: lm.json does not record its own"
