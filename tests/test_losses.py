@@ -17,7 +17,7 @@ from encoderlab.encoders import EncoderConfig, build_encoder
 from encoderlab.encoders.cnn import GlobalBatchNorm2d
 from encoderlab.errors import ConfigError
 from encoderlab.objectives import Objective, ObjectiveConfig, build_objective
-from encoderlab.objectives.dino_loss import DinoLoss
+from encoderlab.objectives.dino_loss import DinoLoss, sinkhorn_knopp
 
 CFG = ObjectiveConfig(
     clip={"embed_dim": 32, "text": {"width": 32, "layers": 1, "heads": 2, "context_length": 16}},
@@ -233,6 +233,59 @@ def test_dino_loss_and_centre_by_hand() -> None:
     assert loss.item() == pytest.approx(expected, rel=1e-5)
     torch.testing.assert_close(loss_fn.center, torch.tensor([new_centre]))
     assert "center" in loss_fn.state_dict()
+
+
+def test_sinkhorn_teacher_balances_the_prototypes() -> None:
+    # a fresh head's teacher: every sample nearest the same prototype (what a centre must fix)
+    g = torch.Generator().manual_seed(0)
+    logits = torch.rand(12, 4, generator=g) * 0.2
+    logits[:, 0] += 0.5
+    q = sinkhorn_knopp(logits, temp=0.1, iterations=50)
+    torch.testing.assert_close(q.sum(dim=1), torch.ones(12))  # one assignment per sample
+    torch.testing.assert_close(q.sum(dim=0), torch.full((4,), 3.0))  # 12 samples / 4 prototypes
+    assert (q.argmax(dim=1) != 0).any()  # the softmax sends all 12 to prototype 0
+    assert (torch.softmax(logits / 0.1, dim=1).argmax(dim=1) == 0).all()
+    # the loss takes it in place of the centred softmax (DINOv2's 3 iterations)
+    loss = DinoLoss(4, centering="sinkhorn")
+    student = torch.randn(18, 4, generator=g)
+    expected = DinoLoss(4)
+    teacher = sinkhorn_knopp(logits, 0.04)
+    terms = [
+        -(teacher.chunk(2)[iq] * torch.log_softmax(student.chunk(3)[v] / 0.1, -1)).sum(-1).mean()
+        for iq in range(2)
+        for v in range(3)
+        if v != iq
+    ]
+    assert loss(student, logits, 0.04, n_crops=3).item() == pytest.approx(
+        float(sum(terms) / len(terms)), rel=1e-5
+    )
+    assert expected(student, logits, 0.04, n_crops=3).item() != pytest.approx(
+        float(sum(terms) / len(terms)), rel=1e-3
+    )
+    with pytest.raises(ValueError, match="centering"):
+        DinoLoss(4, centering="mean")
+
+
+def _sinkhorn_worker(rank: int, init_file: str, out_dir: str) -> None:
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    try:
+        logits = torch.rand(8, 5, generator=torch.Generator().manual_seed(1))
+        q = sinkhorn_knopp(logits[rank * 4 : rank * 4 + 4], temp=0.05)
+        torch.save(q, Path(out_dir) / f"q{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_sinkhorn_teacher_over_two_ranks_equals_one_process(tmp_path: Path) -> None:
+    mp.start_processes(
+        _sinkhorn_worker,
+        args=(str(tmp_path / "rdzv"), str(tmp_path)),
+        nprocs=2,
+        start_method="fork",
+    )
+    logits = torch.rand(8, 5, generator=torch.Generator().manual_seed(1))
+    halves = torch.cat([torch.load(tmp_path / f"q{r}.pt") for r in range(2)])
+    torch.testing.assert_close(halves, sinkhorn_knopp(logits, temp=0.05))
 
 
 def test_dino_head_batchnorm_uses_batch_statistics() -> None:

@@ -8,6 +8,7 @@ so they scale with the preset.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from pydantic import Field, model_validator
 
@@ -81,6 +82,11 @@ class DinoConfig(StrictModel):
     warmup_teacher_temp_frac: float = Field(0.3, ge=0, le=1, description="DINO: 30 of 100 epochs")
     student_temp: float = Field(0.1, gt=0)
     center_momentum: float = Field(0.9, ge=0, lt=1)
+    centering: Literal["centre", "sinkhorn"] = Field(
+        "centre",
+        description="the teacher's: DINO's EMA centre, or DINOv2's Sinkhorn-Knopp "
+        "(3 iterations; balanced assignments from the first step)",
+    )
     momentum_teacher: float = Field(0.996, ge=0, le=1, description="EMA start; cosine to 1")
     weight_decay: float = Field(0.04, ge=0, description="start of the cosine wd schedule")
     weight_decay_end: float = Field(0.4, ge=0)

@@ -132,7 +132,7 @@ class DinoObjective(Objective):
         self.teacher = copy.deepcopy(_Network(encoder, self.head))
         self.teacher.requires_grad_(False)
         self.teacher.eval()
-        self.loss = DinoLoss(d.out_dim, d.student_temp, d.center_momentum)
+        self.loss = DinoLoss(d.out_dim, d.student_temp, d.center_momentum, d.centering)
         size = encoder.cfg.image_size
         if d.local_crop_size % encoder.input_stride:
             raise ConfigError(

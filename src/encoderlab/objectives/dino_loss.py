@@ -1,4 +1,5 @@
-"""DINO's self-distillation loss with a centred, sharpened teacher (DINO v1, ``DINOLoss``).
+"""DINO's self-distillation loss with a centred, sharpened teacher (DINO v1, ``DINOLoss``), or
+with DINOv2's Sinkhorn-Knopp teacher (``sinkhorn_knopp_teacher``) in place of the centre.
 
 Kept in its own file, like DINOv2's ``loss/``, so it can be read and tested on its own.
 """
@@ -10,7 +11,32 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DinoLoss"]
+__all__ = ["DinoLoss", "sinkhorn_knopp"]
+
+
+def _all_reduce(x: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.all_reduce(x)
+    return x
+
+
+@torch.no_grad()
+def sinkhorn_knopp(logits: torch.Tensor, temp: float, iterations: int = 3) -> torch.Tensor:
+    """DINOv2's ``sinkhorn_knopp_teacher``: soft assignments of the global batch's rows to
+    the prototypes such that every prototype gets an equal share of the batch (balanced from
+    the first step, where a centred softmax of a fresh head is near uniform). Rows of the
+    result sum to 1; sums run over all DDP ranks, so ranks agree with one process.
+    ``logits`` are bounded (DINO's head: cosines), so ``exp(logits / temp)`` is finite."""
+    q = torch.exp(logits.float() / temp).t()  # prototypes x samples, as DINOv2
+    prototypes = q.shape[0]
+    samples = _all_reduce(torch.tensor(float(q.shape[1]), device=q.device))
+    q /= _all_reduce(q.sum())
+    for _ in range(iterations):
+        q /= _all_reduce(q.sum(dim=1, keepdim=True))  # each prototype: 1 / K of the mass
+        q /= prototypes
+        q /= q.sum(dim=0, keepdim=True)  # each sample: 1 / B
+        q /= samples
+    return (q * samples).t()
 
 
 class DinoLoss(nn.Module):
@@ -22,8 +48,17 @@ class DinoLoss(nn.Module):
     ranks so every rank keeps the centre a single process would.
     """
 
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9):
+    def __init__(
+        self,
+        out_dim: int,
+        student_temp: float = 0.1,
+        center_momentum: float = 0.9,
+        centering: str = "centre",
+    ):
         super().__init__()
+        if centering not in ("centre", "sinkhorn"):
+            raise ValueError(f"centering: centre or sinkhorn, not {centering!r}")
+        self.centering = centering
         self.student_temp = student_temp
         self.center_momentum = center_momentum
         self.register_buffer("center", torch.zeros(1, out_dim))
@@ -37,8 +72,11 @@ class DinoLoss(nn.Module):
         n_crops: int,
     ) -> torch.Tensor:
         student = (student_out.float() / self.student_temp).chunk(n_crops)
-        teacher = F.softmax((teacher_out.float() - self.center) / teacher_temp, dim=-1)
-        teacher = teacher.detach()
+        if self.centering == "sinkhorn":
+            teacher = sinkhorn_knopp(teacher_out.detach(), teacher_temp)
+        else:
+            teacher = F.softmax((teacher_out.float() - self.center) / teacher_temp, dim=-1)
+            teacher = teacher.detach()
         # Collapse monitor (as in the DINO paper's Fig. 7): ln(out_dim) means a uniform teacher,
         # 0 one dominant prototype; a healthy run sits in between.
         self.teacher_entropy = -(teacher * torch.log(teacher + 1e-12)).sum(-1).mean().detach()
@@ -57,10 +95,9 @@ class DinoLoss(nn.Module):
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
         """EMA of the teacher's mean output over the global batch (all ranks)."""
-        batch_center = teacher_out.float().sum(dim=0, keepdim=True)
+        batch_center = _all_reduce(teacher_out.float().sum(dim=0, keepdim=True))
         count = len(teacher_out)
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(batch_center)
+        if dist.is_available() and dist.is_initialized():
             count *= dist.get_world_size()
         batch_center = batch_center / count
         self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))
