@@ -26,12 +26,13 @@ from encoderlab.errors import ConfigError, DataError, EncoderlabError
 from encoderlab.suite.questions import MC_SUFFIX, SHORT_SUFFIX, short_prompt
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.pretrain import load_encoder
-from encoderlab.train.trainer import Trainer
+from encoderlab.train.trainer import Trainer, samples_in
 from encoderlab.vlm import VLM, VLMConfig, load, load_vlm_config, train_vlm
 from encoderlab.vlm.checkpoint import write_encoder_run
 from encoderlab.vlm.context import context_check
 from encoderlab.vlm.data import (
     ExampleDataset,
+    PackCollate,
     PadCollate,
     caption_examples,
     corpus_texts,
@@ -42,7 +43,7 @@ from encoderlab.vlm.data import (
     train_split,
 )
 from encoderlab.vlm.lm import build_lm, load_lm, pretrain_lm
-from encoderlab.vlm.model import build_model
+from encoderlab.vlm.model import answer_loss, build_model
 from encoderlab.vlm.oracle import OracleTokens, oracle_grid
 from encoderlab.vlm.sanity import answer_correct, heldout_items, image_sanity, real_vs_blank
 from encoderlab.vlm.tasks import STAGE_TRAINABLE, VLMStageTask
@@ -318,6 +319,113 @@ def test_stage0_is_cached_and_shared(root: Path, trained: dict) -> None:
 
 def _vlm(parts: dict) -> VLM:
     return VLM(parts["tower"], parts["model"], parts["tok"], parts["cfg"])
+
+
+def test_stage2_trains_the_projector_at_its_own_learning_rate(parts: dict, tmp_path: Path) -> None:
+    """Adam's first step moves each weight by ~lr: the projector's by 3x the LM's."""
+    tok, tower, world = parts["tok"], parts["tower"], parts["world"]
+    model = copy.deepcopy(parts["model"])
+    tpl = Template(tok, tower.num_tokens, 256, style="compact")
+    feats = encode_images(tower, world.images, progress=False)
+    data = instruction_examples(tpl, world, 8, 2, 0, mc_fraction=0.5, type_weights={}, per_image=1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    lr = 1e-3
+    cfg = TrainConfig(
+        batch_size=8, samples=8, lr=lr, warmup_frac=0.0, weight_decay=0.0, precision="fp32"
+    )
+    task = VLMStageTask(model, feats, 2, projector_lr_scale=3.0)
+    Trainer(
+        task, ExampleDataset(*data), PadCollate(tok.pad_token_id), cfg, tmp_path, progress=False
+    ).fit()
+    moved = {
+        part: max(
+            float((p.detach() - before[n]).abs().max())
+            for n, p in model.named_parameters()
+            if n.startswith(part + ".")
+        )
+        for part in ("projector", "lm")
+    }
+    assert moved["lm"] == pytest.approx(lr, rel=0.01)
+    assert moved["projector"] == pytest.approx(3 * lr, rel=0.01)
+
+
+def test_answer_loss_is_the_lm_loss_with_the_head_on_answers_only(parts: dict) -> None:
+    tok, tower, world = parts["tok"], parts["tower"], parts["world"]
+    model = copy.deepcopy(parts["model"]).requires_grad_(True)
+    tpl = Template(tok, tower.num_tokens, 256, style="compact")
+    examples, images = instruction_examples(
+        tpl, world, 6, 3, 0, mc_fraction=0.5, type_weights={}, per_image=1
+    )
+    batch = PadCollate(tok.pad_token_id)(
+        [ExampleDataset(examples, images)[i] for i in range(len(examples))]
+    )
+    feats = encode_images(tower, world.images, progress=False)[batch["image"]]
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "labels")}
+    answers = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert 0 < answers < batch["attention_mask"].sum() // 3  # answers are a few of the tokens
+
+    def loss_and_grads(fn) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss = fn()
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    rows: list[int] = []
+    hook = model.lm.get_output_embeddings().register_forward_hook(
+        lambda _m, args, _out: rows.append(args[0].reshape(-1, args[0].shape[-1]).shape[0])
+    )
+    ours = loss_and_grads(lambda: answer_loss(model, features=feats, **inputs))
+    assert rows == [answers]  # the head ran on the answer positions only
+    n = torch.tensor(float(answers) / 2)  # a DDP rank's share: sum / the global count
+    halved = loss_and_grads(
+        lambda: answer_loss(model, features=feats, num_items_in_batch=n, **inputs)
+    )
+    hf = loss_and_grads(lambda: model(**inputs, features=feats, use_cache=False).loss)
+    hook.remove()
+    assert rows[-1] == batch["input_ids"].numel()  # Hugging Face's head: every position
+    torch.testing.assert_close(ours[0], hf[0])
+    torch.testing.assert_close(halved[0], 2 * hf[0])
+    for a, b in zip(ours[1], hf[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_packed_rows_train_as_the_padded_batch(parts: dict) -> None:
+    """Conversations packed into rows see only themselves: loss and gradients equal the
+    padded batch's, on fewer tokens, and the trainer still counts conversations."""
+    tok, tower, world = parts["tok"], parts["tower"], parts["world"]
+    model = copy.deepcopy(parts["model"]).requires_grad_(True)
+    tpl = Template(tok, tower.num_tokens, 256, style="compact")
+    data = ExampleDataset(
+        *instruction_examples(tpl, world, 12, 3, 0, mc_fraction=0.5, type_weights={}, per_image=1)
+    )
+    items = [data[i] for i in range(len(data))]
+    feats = encode_images(tower, world.images, progress=False)
+    longest = max(len(it["input_ids"]) for it in items)
+    padded = PadCollate(tok.pad_token_id)(items)
+    packed = PackCollate(tok.pad_token_id, 2 * longest)(items)
+    assert packed["input_ids"].numel() < padded["input_ids"].numel()
+    assert len(packed["input_ids"]) < len(items) and samples_in(packed) == len(items)
+    assert sorted(packed["index"].tolist()) == list(range(len(items)))
+    assert "attention_mask" not in packed  # the position ids say where each example starts
+
+    def loss_and_grads(batch: dict) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        keys = ("input_ids", "labels", "attention_mask", "position_ids")
+        inputs = {k: batch[k] for k in keys if k in batch}
+        loss = answer_loss(model, features=feats[batch["image"]], **inputs)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+    ours, theirs = loss_and_grads(packed), loss_and_grads(padded)
+    torch.testing.assert_close(ours[0], theirs[0])
+    for a, b in zip(ours[1], theirs[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    # rows sharing attention would not: the same rows, positions counted across examples
+    leaky = {
+        **packed,
+        "position_ids": torch.arange(packed["input_ids"].shape[1]).expand_as(packed["input_ids"]),
+    }
+    assert not torch.allclose(loss_and_grads(leaky)[0], theirs[0])
 
 
 def test_batch_equals_one_by_one(parts: dict) -> None:

@@ -84,6 +84,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
         {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}},
         {"stage2": {"train": {"samples": 24576}}},
     ),
+    # ... with 6 question turns per conversation instead of 4 (stage 0's corpus too)
+    "c-b32x4-t6-oc2": merged(
+        B32_COMPACT, X4, {"n_turns": 6, "question_weights": {"object": 2.0, "colour": 2.0}}
+    ),
+    # ... with the stage-2 projector at 4x the LM's learning rate (4e-3 vs 1e-3)
+    "c-b32x4-t4-oc2-p4": merged(
+        B32_COMPACT,
+        X4,
+        {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}},
+        {"stage2_projector_lr_scale": 4.0},
+    ),
 }
 
 

@@ -72,8 +72,11 @@ def build_optimizer(task: nn.Module, cfg: TrainConfig) -> torch.optim.AdamW:
 
 def samples_in(batch: Any) -> int:
     """Samples in a batch: a reader batch's length, or the leading size of a dict of tensors
-    (the VLM stages' collated batches, whose ``len`` counts their keys)."""
+    (the VLM stages' collated batches, whose ``len`` counts their keys; their ``index`` has
+    one entry per example however the examples were packed into rows)."""
     if isinstance(batch, Mapping):
+        if "index" in batch:
+            return len(batch["index"])
         return int(next(v for v in batch.values() if isinstance(v, torch.Tensor)).shape[0])
     return len(batch)
 

@@ -97,6 +97,13 @@ class VLMConfig(StrictModel):
         "raw features (the paper preset)",
     )
     max_text_tokens: int = Field(256, gt=8, description="text tokens per example (truncated)")
+    packed_row_tokens: int | None = Field(
+        256,
+        gt=0,
+        description="stages 1 and 2 pack each batch's examples into rows of this many tokens "
+        "(position ids restart per example: the padded batch's loss on fewer tokens; "
+        "vlm.data.PackCollate); null pads every example to the batch's longest",
+    )
     n_turns: int = Field(
         4, gt=0, description="question turns per stage-0/2 conversation (and the context check's)"
     )
@@ -141,6 +148,12 @@ class VLMConfig(StrictModel):
         default_factory=lambda: StageConfig(
             examples=8192, train=_train(batch_size=32, samples=32768, lr=1e-3)
         )
+    )
+    stage2_projector_lr_scale: float = Field(
+        1.0,
+        gt=0,
+        description="stage 2 trains the projector at this multiple of stage2.train.lr (the "
+        "LM's): a projector fitted in stage 1 beside a pretrained LM may want its own rate",
     )
 
     @model_validator(mode="after")

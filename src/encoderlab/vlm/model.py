@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
@@ -22,13 +23,14 @@ from encoderlab.vlm.generate import (
     score_next_token,
 )
 from encoderlab.vlm.projector import build_projector, projector_kind
-from encoderlab.vlm.template import Template
+from encoderlab.vlm.template import IGNORE_INDEX, Template
 from encoderlab.vlm.tokenizer import IMAGE_TOKEN
 from encoderlab.vlm.vision import VisionTower
 
 __all__ = [
     "VLM",
     "VLMModel",
+    "answer_loss",
     "build_model",
     "letter_logprobs",
     "model_for_features",
@@ -68,7 +70,7 @@ class VLMModel(nn.Module):
     def forward(
         self,
         input_ids: torch.Tensor,
-        attention_mask: torch.Tensor,
+        attention_mask: torch.Tensor | None,
         features: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         **kwargs: Any,
@@ -80,6 +82,52 @@ class VLMModel(nn.Module):
             labels=labels,
             **kwargs,
         )
+
+
+# LM families whose logits are exactly ``get_output_embeddings()(last hidden state)``: no logit
+# soft-capping (Gemma 2/3), scale (Cohere) or divisor (Granite) after the head
+PLAIN_HEAD_FAMILIES = frozenset({"llama", "mistral", "qwen2", "qwen3"})
+
+
+def answer_loss(
+    model: VLMModel,
+    input_ids: torch.Tensor,
+    features: torch.Tensor | None,
+    labels: torch.Tensor,
+    attention_mask: torch.Tensor | None = None,
+    position_ids: torch.Tensor | None = None,
+    num_items_in_batch: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``model``'s next-token loss, summed over the labelled tokens / ``num_items_in_batch`` as
+    Hugging Face's ``ForCausalLMLoss``, with the LM head run on the labelled positions only.
+
+    Stage 2 labels only the answers, ~10% of the tokens, so Hugging Face's loss spends most of
+    its head and log-softmax (~15% of a tiny LM's step) on positions that are then ignored. LMs
+    outside ``PLAIN_HEAD_FAMILIES`` take Hugging Face's own path. A padded batch passes its
+    ``attention_mask``, a packed one (``data.PackCollate``) its ``position_ids``."""
+    if model.lm.config.model_type not in PLAIN_HEAD_FAMILIES:
+        out = model(
+            input_ids,
+            attention_mask,
+            features,
+            labels=labels,
+            position_ids=position_ids,
+            use_cache=False,
+            num_items_in_batch=num_items_in_batch,
+        )
+        return out.loss
+    hidden = model.lm.get_decoder()(
+        inputs_embeds=model.embed(input_ids, features),
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        use_cache=False,
+    ).last_hidden_state
+    targets = labels[:, 1:]
+    keep = targets != IGNORE_INDEX
+    logits = model.lm.get_output_embeddings()(hidden[:, :-1][keep])
+    loss = F.cross_entropy(logits.float(), targets[keep], reduction="sum")
+    count = keep.sum() if num_items_in_batch is None else num_items_in_batch
+    return loss / count
 
 
 def build_model(

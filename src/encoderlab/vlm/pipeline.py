@@ -28,6 +28,7 @@ from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.data import (
     ConversationFn,
     ExampleDataset,
+    PackCollate,
     PadCollate,
     TrainWorld,
     caption_examples,
@@ -123,7 +124,12 @@ def train_stages(
     ``out/stageK`` through the shared trainer; returns each stage's summary. Separate from
     ``train_vlm`` so features that no encoder made (``bench/vlm_oracle.py``'s ground-truth
     tokens) train exactly as an encoder's do."""
-    collate = PadCollate(int(template.tok.pad_token_id))
+    pad_id = int(template.tok.pad_token_id)
+    collate = (
+        PadCollate(pad_id)
+        if cfg.packed_row_tokens is None
+        else PackCollate(pad_id, cfg.packed_row_tokens)
+    )
     stage_data = {
         1: caption_examples(template, world, cfg.stage1.examples),
         2: instruction_examples(
@@ -141,7 +147,8 @@ def train_stages(
     stages: dict[str, Any] = {}
     for stage, stage_cfg in ((1, cfg.stage1), (2, cfg.stage2)):
         examples, images = stage_data[stage]
-        task = VLMStageTask(model, features, stage)
+        lr_scale = cfg.stage2_projector_lr_scale if stage == 2 else 1.0
+        task = VLMStageTask(model, features, stage, projector_lr_scale=lr_scale)
         summary = task.summary(vision=vision)
         if dist.is_main and progress:
             console.print(

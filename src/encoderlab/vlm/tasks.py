@@ -15,7 +15,7 @@ import torch.distributed as dist
 from torch import nn
 from transformers import PreTrainedModel
 
-from encoderlab.vlm.model import VLMModel
+from encoderlab.vlm.model import VLMModel, answer_loss
 from encoderlab.vlm.template import IGNORE_INDEX
 
 __all__ = ["STAGE_TRAINABLE", "LMTask", "VLMStageTask", "loss_items", "parameter_summary"]
@@ -132,33 +132,47 @@ class VLMStageTask(_Task):
     The features are a plain attribute, not a buffer: they stay out of the checkpoints.
     """
 
-    def __init__(self, model: VLMModel, features: torch.Tensor, stage: int) -> None:
+    def __init__(
+        self,
+        model: VLMModel,
+        features: torch.Tensor,
+        stage: int,
+        projector_lr_scale: float = 1.0,
+    ) -> None:
         super().__init__()
         if stage not in STAGE_TRAINABLE:
             raise ValueError(f"unknown VLM stage {stage}; known: {sorted(STAGE_TRAINABLE)}")
         self.model = model
         self.features = features
         self.stage = stage
+        self.projector_lr_scale = projector_lr_scale
         model.requires_grad_(False)
         for name in STAGE_TRAINABLE[stage]:
             getattr(model, name).requires_grad_(True)
 
     def prepare_batch(self, batch: dict[str, Any], step: int) -> dict[str, Any]:
         dev = self._device()
-        inputs = {k: batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels")}
+        # a padded batch has an attention mask, a packed one position ids (``PackCollate``)
+        keys = ("input_ids", "labels", "attention_mask", "position_ids")
+        inputs = {k: batch[k].to(dev) for k in keys if k in batch}
         inputs["features"] = self.features[batch["image"]].to(dev)
         inputs["num_items_in_batch"] = loss_items(inputs["labels"])
         return inputs
 
     def forward(self, inputs: dict[str, Any]) -> dict[str, torch.Tensor]:
-        return {"loss": self.model(**inputs, use_cache=False).loss}
+        return {"loss": answer_loss(self.model, **inputs)}
 
     def _lm(self) -> PreTrainedModel:
         return self.model.lm
 
     def param_groups(self, weight_decay: float) -> list[dict[str, Any]]:
-        trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        return _decay_groups(trainable, weight_decay)
+        """The trainable parts' decay groups, the projector's at ``projector_lr_scale``."""
+        groups = []
+        for name, scale in (("projector", self.projector_lr_scale), ("lm", 1.0)):
+            part = getattr(self.model, name)
+            trainable = [(n, p) for n, p in part.named_parameters() if p.requires_grad]
+            groups += [{**g, "lr_scale": scale} for g in _decay_groups(trainable, weight_decay)]
+        return groups
 
     def summary(self, vision: nn.Module | None = None) -> dict[str, Any]:
         """Trainable/frozen parts; pass the vision tower to count the frozen encoders too."""
