@@ -95,6 +95,16 @@ VARIANTS: dict[str, dict[str, Any]] = {
         {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}},
         {"stage2_projector_lr_scale": 4.0},
     ),
+    # tiny's recipe with other seeds (projector init and conversation draws): how much of a
+    # readout is the recipe's and how much one run's
+    **{
+        f"c-b32x4-t4-oc2-seed{seed}": merged(
+            B32_COMPACT,
+            X4,
+            {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}, "seed": seed},
+        )
+        for seed in (1, 2)
+    },
 }
 
 

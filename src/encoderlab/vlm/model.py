@@ -101,9 +101,10 @@ def answer_loss(
     """``model``'s next-token loss, summed over the labelled tokens / ``num_items_in_batch`` as
     Hugging Face's ``ForCausalLMLoss``, with the LM head run on the labelled positions only.
 
-    Stage 2 labels only the answers, ~10% of the tokens, so Hugging Face's loss spends most of
-    its head and log-softmax (~15% of a tiny LM's step) on positions that are then ignored. LMs
-    outside ``PLAIN_HEAD_FAMILIES`` take Hugging Face's own path. A padded batch passes its
+    Stage 2 labels only the answers, a small share of the tokens, so Hugging Face's loss spends
+    most of its head and log-softmax on positions that are then ignored (a small LM's head is a
+    sizeable part of its step: docs/performance.md). LMs outside ``PLAIN_HEAD_FAMILIES`` take
+    Hugging Face's own path. A padded batch passes its
     ``attention_mask``, a packed one (``data.PackCollate``) its ``position_ids``."""
     if model.lm.config.model_type not in PLAIN_HEAD_FAMILIES:
         out = model(
