@@ -56,7 +56,9 @@ def gemm_gflops(n: int = 1024, reps: int = 10) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--preset", default="tiny")
     parser.add_argument("--data", type=Path, default=Path("runs/tiny/data/shards"))
     parser.add_argument("--steps", type=int, default=20, help="steps per timed block")

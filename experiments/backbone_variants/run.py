@@ -91,6 +91,11 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
             },
         },
     ),
+    # the ResNet knobs at DINO's own ViT-S learning rate for batch 64 (5e-4 x 64 / 256)
+    "dino-resnet-recipe-lr1.25e-4": (
+        "dino",
+        {"pretrain": {"lr": 1.25e-4}, "objective": {"dino": RESNET_RECIPE}},
+    ),
 }
 
 

@@ -105,6 +105,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
         )
         for seed in (1, 2)
     },
+    # half as many stage-2 steps again (1,536), six fresh conversations per image: does more
+    # training make the object-category readout reliable? (two seeds)
+    **{
+        f"c-b32x6-t4-oc2-1536-seed{seed}": merged(
+            B32_COMPACT,
+            {"conversations_per_image": 6, "stage2": {"examples": 8192}},
+            {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}, "seed": seed},
+            {"stage2": {"train": {"samples": 49152}}},
+        )
+        for seed in (0, 1)
+    },
 }
 
 
