@@ -32,12 +32,12 @@ from typing import Any
 
 import timm
 import torch
-import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import nn
 
 from encoderlab.encoders.vit import CNN_FAMILIES, EncoderConfig, TapKind, seeded
 from encoderlab.errors import ConfigError
+from encoderlab.train.distributed import world_size
 
 __all__ = ["CNN_FAMILIES", "CnnEncoder", "GlobalBatchNorm2d", "GroupNorm32", "cnn_stage_count"]
 
@@ -52,10 +52,6 @@ class GroupNorm32(nn.GroupNorm):
         super().__init__(groups, num_channels, eps=eps, affine=affine)
 
 
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 class GlobalBatchNorm2d(nn.BatchNorm2d):
     """BatchNorm over the global batch: under DDP the statistics are all-reduced over the ranks
     (with gradients), so a 2-rank run follows the 1-rank trajectory; what ``SyncBatchNorm`` does
@@ -63,7 +59,7 @@ class GlobalBatchNorm2d(nn.BatchNorm2d):
     One process: ``nn.BatchNorm2d`` itself."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        world = _world_size()
+        world = world_size()
         if world == 1 or not self.training:
             return super().forward(x)
         xf = x.float()

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.distributed.nn.functional as dist_nn
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
@@ -24,6 +23,7 @@ from encoderlab.errors import ConfigError
 from encoderlab.objectives.base import Objective
 from encoderlab.objectives.config import DinoConfig, ObjectiveConfig
 from encoderlab.objectives.dino_loss import DinoLoss
+from encoderlab.train.distributed import world_size
 from encoderlab.train.schedule import cosine
 
 __all__ = ["DinoHead", "DinoObjective"]
@@ -44,19 +44,15 @@ class GlobalBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Two passes (mean, then the mean squared deviation) rather than E[x^2] - E[x]^2: the
         # same statistics to float rounding however the batch is split across ranks.
-        count = float(len(x)) * _world_size()
+        count = float(len(x)) * world_size()
         mean = _global_sum(x.sum(0)) / count
         var = _global_sum(((x - mean) ** 2).sum(0)) / count
         return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
-def _world_size() -> int:
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
 def _global_sum(x: torch.Tensor) -> torch.Tensor:
     """Sum over DDP ranks, differentiable (its gradient is summed back to every rank)."""
-    return dist_nn.all_reduce(x) if _world_size() > 1 else x
+    return dist_nn.all_reduce(x) if world_size() > 1 else x
 
 
 def _norm(dim: int, use_bn: bool) -> list[nn.Module]:

@@ -7,32 +7,27 @@ Kept in its own file, like DINOv2's ``loss/``, so it can be read and tested on i
 from __future__ import annotations
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from encoderlab.train.distributed import all_reduce_sum, world_size
+
 __all__ = ["DinoLoss", "sinkhorn_knopp"]
-
-
-def _all_reduce(x: torch.Tensor) -> torch.Tensor:
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(x)
-    return x
 
 
 @torch.no_grad()
 def sinkhorn_knopp(logits: torch.Tensor, temp: float, iterations: int = 3) -> torch.Tensor:
     """DINOv2's ``sinkhorn_knopp_teacher``: soft assignments of the global batch's rows to
-    the prototypes such that every prototype gets an equal share of the batch (balanced from
-    the first step, where a centred softmax of a fresh head is near uniform). Rows of the
+    the prototypes such that every prototype gets an equal share of the batch, from the first
+    step on (the EMA centre needs steps to catch up with the teacher). Rows of the
     result sum to 1; sums run over all DDP ranks, so ranks agree with one process.
     ``logits`` are bounded (DINO's head: cosines), so ``exp(logits / temp)`` is finite."""
     q = torch.exp(logits.float() / temp).t()  # prototypes x samples, as DINOv2
     prototypes = q.shape[0]
-    samples = _all_reduce(torch.tensor(float(q.shape[1]), device=q.device))
-    q /= _all_reduce(q.sum())
+    samples = all_reduce_sum(torch.tensor(float(q.shape[1]), device=q.device))
+    q /= all_reduce_sum(q.sum())
     for _ in range(iterations):
-        q /= _all_reduce(q.sum(dim=1, keepdim=True))  # each prototype: 1 / K of the mass
+        q /= all_reduce_sum(q.sum(dim=1, keepdim=True))  # each prototype: 1 / K of the mass
         q /= prototypes
         q /= q.sum(dim=0, keepdim=True)  # each sample: 1 / B
         q /= samples
@@ -95,9 +90,6 @@ class DinoLoss(nn.Module):
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
         """EMA of the teacher's mean output over the global batch (all ranks)."""
-        batch_center = _all_reduce(teacher_out.float().sum(dim=0, keepdim=True))
-        count = len(teacher_out)
-        if dist.is_available() and dist.is_initialized():
-            count *= dist.get_world_size()
-        batch_center = batch_center / count
+        batch_center = all_reduce_sum(teacher_out.float().sum(dim=0, keepdim=True))
+        batch_center = batch_center / (len(teacher_out) * world_size())
         self.center.mul_(self.center_momentum).add_(batch_center * (1 - self.center_momentum))

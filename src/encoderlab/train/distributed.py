@@ -42,12 +42,23 @@ def init_distributed() -> DistInfo:
     return DistInfo(device=device)
 
 
+def world_size() -> int:
+    """Ranks in the process group (1 when not distributed)."""
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+
+
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """``value`` summed over ranks, in place, without gradient (identity when not distributed);
+    returns it, so global sums read as expressions."""
+    if world_size() > 1:
+        dist.all_reduce(value)
+    return value
+
+
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
     """Mean of a tensor over ranks (identity when not distributed)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        value = value.detach().clone()
-        dist.all_reduce(value)
-        value /= dist.get_world_size()
+    if world_size() > 1:
+        value = all_reduce_sum(value.detach().clone()) / world_size()
     return value
 
 
