@@ -450,14 +450,22 @@ def test_cnn_param_groups_decay_convs_not_norms(arch: str) -> None:
 
 def test_dino_teacher_keeps_its_own_batch_statistics() -> None:
     """With BatchNorm in the backbone, DINO's teacher normalises with its own batch statistics
-    (its BN layers train, nothing else does) and evaluates with its own running statistics."""
-    obj = make("dino", arch="resnet-bn").train()
+    (its BN layers train, nothing else does) and evaluates with its own running statistics.
+    The objective is used as built, without ``train()``, as the trainer uses it: a teacher
+    left in eval mode would normalise with its initial running statistics, i.e. not at all."""
+    obj = make("dino", arch="resnet-bn")
     teacher_bn = [m for m in obj.teacher.backbone.modules() if isinstance(m, GlobalBatchNorm2d)]
     assert teacher_bn and all(m.training for m in teacher_bn)
     assert not obj.teacher.training and not obj.teacher.head.training
-    before = teacher_bn[0].running_mean.clone()
     images, texts, ids = data(4)
-    obj(obj.prepare(images, texts, ids, step=0))
+    batch = obj.prepare(images, texts, ids, step=0)
+    with torch.no_grad():  # at step 0 the teacher is the student, batch statistics and all
+        crops = batch["global_crops"]
+        assert torch.equal(obj.teacher.backbone(crops), obj.encoder(crops))
+    before = teacher_bn[0].running_mean.clone()
+    obj(batch)
     assert not torch.equal(before, teacher_bn[0].running_mean)
     obj.eval()
     assert not any(m.training for m in teacher_bn)
+    obj.train()
+    assert all(m.training for m in teacher_bn) and not obj.teacher.head.training

@@ -96,6 +96,42 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "dino",
         {"pretrain": {"lr": 1.25e-4}, "objective": {"dino": RESNET_RECIPE}},
     ),
+    # The ResNet knobs at tiny's lr with no colour augmentation (crops, flips and blur only):
+    # at initialisation the random ResNet's two DINO views of one image are hardly more alike
+    # than two images (dino_views.py), because its pooled features are mostly colour
+    "dino-crops-only": (
+        "dino",
+        {
+            "pretrain": {"lr": 2.0e-3},
+            "objective": {
+                "dino": {**RESNET_RECIPE, "jitter_p": 0.0, "grayscale_p": 0.0, "solarize_p": 0.0}
+            },
+        },
+    ),
+    # tiny's DINO (the ResNet knobs at tiny's lr) once the teacher's BatchNorm uses batch
+    # statistics (before 2026-12-06 it silently ran in eval mode: every variant above)
+    "dino-resnet-recipe-lr2e-3": (
+        "dino",
+        {"pretrain": {"lr": 2.0e-3}, "objective": {"dino": RESNET_RECIPE}},
+    ),
+    # colour jitter kept, grayscale and solarize off
+    "dino-jitter-only": (
+        "dino",
+        {
+            "pretrain": {"lr": 2.0e-3},
+            "objective": {"dino": {**RESNET_RECIPE, "grayscale_p": 0.0, "solarize_p": 0.0}},
+        },
+    ),
+    # every colour operation at half DINO's probability
+    "dino-colour-half": (
+        "dino",
+        {
+            "pretrain": {"lr": 2.0e-3},
+            "objective": {
+                "dino": {**RESNET_RECIPE, "jitter_p": 0.4, "grayscale_p": 0.1, "solarize_p": 0.1}
+            },
+        },
+    ),
 }
 
 

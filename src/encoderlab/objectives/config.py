@@ -77,6 +77,11 @@ class DinoConfig(StrictModel):
     global_crop_scale: Range = (0.4, 1.0)
     local_crop_scale: Range = (0.05, 0.4)
     blur_sigma: Range = Field((0.03, 0.57), description="DINO's (0.1, 2.0) px, times 64/224")
+    jitter_p: float = Field(
+        0.8, ge=0, le=1, description="colour jitter's probability per view (DINO: 0.8)"
+    )
+    grayscale_p: float = Field(0.2, ge=0, le=1, description="DINO: 0.2")
+    solarize_p: float = Field(0.2, ge=0, le=1, description="second global crop's (DINO: 0.2)")
     teacher_temp: float = Field(0.07, gt=0)
     warmup_teacher_temp: float = Field(0.04, gt=0)
     warmup_teacher_temp_frac: float = Field(0.3, ge=0, le=1, description="DINO: 30 of 100 epochs")

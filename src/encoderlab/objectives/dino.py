@@ -127,7 +127,7 @@ class DinoObjective(Objective):
         # leaves it alone); it is always in eval mode, i.e. without drop-path, like DINO's.
         self.teacher = copy.deepcopy(_Network(encoder, self.head))
         self.teacher.requires_grad_(False)
-        self.teacher.eval()
+        self._set_teacher_mode(self.training)
         self.loss = DinoLoss(d.out_dim, d.student_temp, d.center_momentum, d.centering)
         size = encoder.cfg.image_size
         if d.local_crop_size % encoder.input_stride:
@@ -136,11 +136,11 @@ class DinoObjective(Objective):
                 f"patch size (a CNN's stride) {encoder.input_stride}"
             )
         common: dict[str, Any] = dict(
-            flip_p=0.5, jitter_p=0.8, grayscale_p=0.2, blur_sigma=d.blur_sigma
+            flip_p=0.5, jitter_p=d.jitter_p, grayscale_p=d.grayscale_p, blur_sigma=d.blur_sigma
         )
         self.specs = [
             ViewSpec(size, d.global_crop_scale, blur_p=1.0, **common),
-            ViewSpec(size, d.global_crop_scale, blur_p=0.1, solarize_p=0.2, **common),
+            ViewSpec(size, d.global_crop_scale, blur_p=0.1, solarize_p=d.solarize_p, **common),
             *[ViewSpec(d.local_crop_size, d.local_crop_scale, blur_p=0.5, **common)]
             * d.n_local_crops,
         ]
@@ -151,13 +151,20 @@ class DinoObjective(Objective):
 
     def train(self, mode: bool = True) -> DinoObjective:
         super().train(mode)
+        self._set_teacher_mode(mode)
+        return self
+
+    def _set_teacher_mode(self, mode: bool) -> None:
+        """The teacher runs in eval mode except its backbone's BatchNorm, which in training
+        normalises with the teacher's own batch statistics (and keeps its own running
+        statistics for evaluation), as DINO's SyncBatchNorm teacher. Set at construction too:
+        a task is trained in the mode it is built in (the trainer does not call ``train()``),
+        and a BatchNorm teacher left in eval mode normalises with its initial running
+        statistics, i.e. not at all, and gives every image nearly the same output."""
         self.teacher.eval()
-        # A backbone with BatchNorm: the teacher normalises with its own batch statistics (and
-        # keeps its own running statistics for evaluation), as DINO's SyncBatchNorm teacher.
         for m in self.teacher.backbone.modules():
             if isinstance(m, nn.modules.batchnorm._BatchNorm):
                 m.train(mode)
-        return self
 
     @property
     def downstream_encoder(self) -> VisionEncoder:
