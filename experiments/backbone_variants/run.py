@@ -132,6 +132,15 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
             },
         },
     ),
+    # ... with BN in the head (DINO's --use_bn_in_head): keeps the head's hidden units varying
+    # across the batch, which slows the student's turn to one bottleneck direction
+    "dino-resnet-recipe-bn": (
+        "dino",
+        {
+            "pretrain": {"lr": 2.0e-3},
+            "objective": {"dino": {**RESNET_RECIPE, "head_batchnorm": True}},
+        },
+    ),
 }
 
 
