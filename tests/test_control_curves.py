@@ -16,6 +16,7 @@ from encoderlab.evaluate.power import (
     POWER_KNN,
     POWER_LINEAR,
     chance_corrected,
+    gap_matched,
     needed_accuracy,
     power_check,
 )
@@ -60,6 +61,16 @@ def test_power_check_powered_and_not() -> None:
     assert knn["failing"] == ["siglip"]
     # thresholds are the config's: a lower bar passes what the default does not
     assert power_check(_encoders(dino=(0.095, 0.05)), linear=0.05, knn=0.0)["powered"]
+
+
+def test_matched_means_the_clip_minus_dino_ci_within_the_tolerance() -> None:
+    assert gap_matched(-1.0, 3.0, 5.0) and gap_matched(-5.0, 5.0, 5.0)
+    # clip-art's control at edb3fd2: the point (+2.1) inside ±5, the CI reaching past it
+    assert not gap_matched(-2.7, 6.5, 5.0) and not gap_matched(6.0, 8.0, 5.0)
+    control = _control(2.1, (2.1, -2.7, 6.5))  # powered encoders
+    assert control["matched"] is False
+    assert matched_finding(control).verdict == "not resolved"
+    assert matched_finding(_control(2.1, (2.1, -1.0, 4.5))).verdict == "supported"
 
 
 def test_control_finding_says_not_powered_with_the_figures() -> None:
@@ -231,6 +242,8 @@ def test_curves_have_a_point_per_kept_snapshot_per_objective(smoke_curves: Path)
     assert len({json.dumps(c["points"][0]) for c in curves["encoders"].values()}) == 1
     assert control["power"]["thresholds"] == {"linear": POWER_LINEAR, "knn": POWER_KNN}
     assert control["powered"] is False  # smoke encoders are near chance
+    ci = control["paired"]["clip_minus_dino"]  # matched: the CI, not the point, within ±5
+    assert control["matched"] == gap_matched(ci["low"], ci["high"], control["max_gap_points"])
     matched = json.loads((out / "matched" / "matched.json").read_text())
     assert matched["matched"] == curves["matched"]
     assert ("sensitivity" in matched) != ("skipped" in matched)

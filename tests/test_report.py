@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from encoderlab.errors import DataError
+from encoderlab.evaluate.power import gap_matched
 from encoderlab.evaluate.stats import bootstrap_ci
 from encoderlab.files import write_json
 from encoderlab.report import build_report
@@ -91,6 +92,7 @@ def _control(gap: float, paired: tuple[float, float, float] | None = None) -> di
         control["paired"] = {
             "clip_minus_dino": dict(zip(("value", "low", "high"), paired, strict=True))
         }
+        control["matched"] = gap_matched(paired[1], paired[2], 5.0)  # as the control stage
     return control
 
 

@@ -27,7 +27,13 @@ from encoderlab.data.augment import normalize
 from encoderlab.evaluate.classify import knn_accuracy, linear_probe, zero_shot_accuracy
 from encoderlab.evaluate.embeddings import ImageSet, device_of, embed
 from encoderlab.evaluate.imagesets import LabelledSet, load_labelled
-from encoderlab.evaluate.power import POWER_KNN, POWER_LINEAR, power_check, power_note
+from encoderlab.evaluate.power import (
+    POWER_KNN,
+    POWER_LINEAR,
+    gap_matched,
+    power_check,
+    power_note,
+)
 from encoderlab.evaluate.stats import paired_difference
 from encoderlab.files import write_json
 from encoderlab.precision import precision_record
@@ -47,7 +53,7 @@ class ControlConfig(StrictModel):
     knn_temperature: float = Field(0.07, gt=0)
     max_iter: int = Field(100, gt=0, description="L-BFGS iterations of each linear probe")
     max_gap: float = Field(
-        5.0, gt=0, description="CLIP-DINO gap (points) that still counts as matched"
+        5.0, gt=0, description="matched: the CLIP - DINO gap's 95% CI lies within +-max_gap points"
     )
     powered_linear: float = Field(
         POWER_LINEAR,
@@ -224,8 +230,7 @@ def control_check(
         summary["max_gap_points"] = cfg.max_gap
         diff = paired_difference(100 * correct["clip"], 100 * correct["dino"], seed=0)
         summary["paired"] = {"clip_minus_dino": diff.to_dict()}
-        # Matched: the gap is within tolerance; its 95% CI is reported beside it.
-        summary["matched"] = abs(gap) <= cfg.max_gap
+        summary["matched"] = gap_matched(diff.low, diff.high, cfg.max_gap)
     # Powered: every encoder far enough above chance for "matched" to mean something.
     summary["power"] = power_check(results, cfg.powered_linear, cfg.powered_knn)
     summary["powered"] = summary["power"]["powered"]
@@ -266,8 +271,8 @@ def control_markdown(summary: dict[str, Any]) -> str:
         ci = summary["paired"]["clip_minus_dino"]
         lines.append(
             f"CLIP - DINO linear-probe category accuracy: {summary['clip_minus_dino_linear_points']:+.1f} "
-            f"points, 95% CI [{ci['low']:+.1f}, {ci['high']:+.1f}] ({verdict}; tolerance "
-            f"{summary['max_gap_points']:.0f})."
+            f"points, 95% CI [{ci['low']:+.1f}, {ci['high']:+.1f}] ({verdict}: the CI within "
+            f"±{summary['max_gap_points']:g})."
         )
     return "\n".join(lines) + "\n"
 

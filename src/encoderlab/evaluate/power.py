@@ -33,6 +33,7 @@ __all__ = [
     "POWER_KNN",
     "POWER_LINEAR",
     "chance_corrected",
+    "gap_matched",
     "needed_accuracy",
     "power_check",
     "power_note",
@@ -46,6 +47,14 @@ POWER_KNN = 0.27  # ... and kNN's
 def chance_corrected(accuracy: float, chance: float) -> float:
     """The share of the way from ``chance`` to perfect (0 at chance, 1 when always right)."""
     return (accuracy - chance) / (1.0 - chance) if chance < 1 else 0.0
+
+
+def gap_matched(low: float, high: float, tolerance: float) -> bool:
+    """The matched check: the paired-bootstrap CI ``[low, high]`` of CLIP - DINO (points) lies
+    within +-``tolerance``. The control stage's ``matched`` and the report's Control finding
+    both use it; a point estimate inside the tolerance with a CI reaching past it is not a
+    match."""
+    return -tolerance <= low and high <= tolerance
 
 
 def needed_accuracy(corrected: float, chance: float) -> float:

@@ -24,7 +24,13 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from encoderlab.evaluate.power import POWER_KNN, POWER_LINEAR, power_check, power_note
+from encoderlab.evaluate.power import (
+    POWER_KNN,
+    POWER_LINEAR,
+    gap_matched,
+    power_check,
+    power_note,
+)
 
 __all__ = [
     "LOW_LEVEL_FACTORS",
@@ -131,9 +137,14 @@ def matched_classification(control: Mapping[str, Any] | None) -> Finding:
         return Finding(topic, claim, "not resolved", rule, (number,), weak)
     if _has_ci(paired):
         value, low, high = (float(paired[k]) for k in ("value", "low", "high"))
-        inside = -tol <= low and high <= tol
         outside = low > tol or high < -tol
-        verdict: Verdict = "supported" if inside else "contradicted" if outside else "not resolved"
+        verdict: Verdict = (
+            "supported"
+            if gap_matched(low, high, tol)
+            else "contradicted"
+            if outside
+            else "not resolved"
+        )
         rule = (
             f"supported if the paired-bootstrap CI of CLIP − DINO lies within ±{tol:g} points, "
             "contradicted if it lies entirely outside"

@@ -156,11 +156,13 @@ def control_section(res: StudyResults, figure: Path | None) -> Section:
     )
     if "clip_minus_dino_linear_points" in control:
         verdict = "matched" if control["matched"] else "NOT matched"
+        ci = (control.get("paired") or {}).get("clip_minus_dino") or {}
+        interval = f", 95% CI [{ci['low']:+.1f}, {ci['high']:+.1f}]" if "low" in ci else ""
         section.blocks.append(
             Text(
                 f"CLIP − DINO linear-probe category accuracy: "
-                f"{control['clip_minus_dino_linear_points']:+.1f} points ({verdict}; tolerance "
-                f"±{control['max_gap_points']:g})."
+                f"{control['clip_minus_dino_linear_points']:+.1f} points{interval} ({verdict}: "
+                f"the CI within ±{control['max_gap_points']:g})."
             )
         )
     power = control_power(control)
