@@ -19,6 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import replace
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,7 @@ from typing import Any
 from encoderlab.config import load_preset, merge_sections, parse_config
 from encoderlab.files import write_json
 from encoderlab.study.config import load_study
+from encoderlab.suite import questions
 from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.oracle import oracle_check, oracle_grid
 
@@ -116,7 +120,40 @@ VARIANTS: dict[str, dict[str, Any]] = {
         )
         for seed in (0, 1)
     },
+    # tiny's recipe (three seeds) with the questions that refer to their options (every
+    # caption question, the object questions of multi-object scenes: 14% of the check's, see
+    # question_forms.py) taught as short answers, the correct option's text, instead of by
+    # letter. Not a recipe key yet: the script switches it on (short_option_questions).
+    #   run.py --variants c-b32x4-t4-oc2-shortopt-seed{0,1,2} --lm-cache runs/experiments/vlm_recipe/lm-shortopt
+    **{
+        f"c-b32x4-t4-oc2-shortopt-seed{seed}": merged(
+            B32_COMPACT,
+            X4,
+            {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}, "seed": seed},
+        )
+        for seed in (0, 1, 2)
+    },
 }
+SHORT_OPTION_VARIANTS = {f"c-b32x4-t4-oc2-shortopt-seed{seed}" for seed in (0, 1, 2)}
+
+
+@contextmanager
+def short_option_questions() -> Iterator[None]:
+    """Every generated question may be taught as a short answer (``short_ok``), those that
+    refer to their options included, in stage 0's corpus and stage 2 alike (run these variants
+    with their own ``--lm-cache``: the LM's cache key does not see this switch); the checks
+    score options by cloze either way."""
+    original = questions.generate
+
+    def generate(qtype: str, meta: dict[str, Any], rng: Any) -> questions.Question | None:
+        q = original(qtype, meta, rng)
+        return None if q is None else replace(q, short_ok=True)
+
+    questions.generate = generate  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        questions.generate = original  # type: ignore[assignment]
 
 
 def recipe(name: str, base: str) -> VLMConfig:
@@ -134,9 +171,11 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
         write_json(cfg.model_dump(mode="json"), out / "recipe.json")
         start = time.perf_counter()
         grid = args.grid or oracle_grid(load_study(args.preset).encoder, cfg.pool_tokens)
-        check = oracle_check(
-            cfg, args.data, args.lm_cache, out, args.questions, scoring=args.scoring, grid=grid
-        )
+        switch = short_option_questions() if name in SHORT_OPTION_VARIANTS else nullcontext()
+        with switch:
+            check = oracle_check(
+                cfg, args.data, args.lm_cache, out, args.questions, scoring=args.scoring, grid=grid
+            )
         check["seconds"] = time.perf_counter() - start
         write_json(check, done)
     return json.loads(done.read_text())
