@@ -21,20 +21,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from dino_init import first_images, mean_pairwise_cosine  # this folder's script
 
 from encoderlab.data.augment import normalize
-from encoderlab.data.reader import SampleDataset, index_source
 from encoderlab.objectives.dino import DinoObjective
 from encoderlab.study.config import load_study
 from encoderlab.train.pretrain import PretrainConfig, pretrain
 
 REPORT_AT = (0, 2, 4, 6, 8, 10, 14, 18, 24, 30, 40, 60, 80, 120, 200, 300)
-
-
-def mean_pairwise_cosine(x: torch.Tensor) -> float:
-    x = F.normalize(x.float(), dim=-1)
-    n = len(x)
-    return float(((x @ x.T).sum() - n) / (n * n - n))
 
 
 def spreads(backbone: torch.nn.Module, head: torch.nn.Module, images: torch.Tensor) -> str:
@@ -55,9 +49,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="run dir (default: a temp dir)")
     args = parser.parse_args()
     cfg = load_study(args.preset)
-    refs, _ = index_source(args.data / "val")
-    val = SampleDataset(refs[:128])
-    images = normalize(torch.stack([val[i]["image"] for i in range(len(val))]))
+    images = normalize(first_images(args.data / "val", 128))
     print(f"{'step':>4s}  {'student: feat cos, bottleneck cos, logit std':45s}  teacher: same")
     end_of_step = DinoObjective.on_step_end
 

@@ -24,6 +24,14 @@ from encoderlab.objectives import build_objective
 from encoderlab.study.config import load_study
 
 
+def first_images(source: Path, n: int) -> torch.Tensor:
+    """The first ``n`` images of a shard directory, uint8 ``[n, 3, H, W]`` (the DINO
+    diagnostics here share them)."""
+    refs, _ = index_source(source)
+    data = SampleDataset(refs[:n])
+    return torch.stack([data[i]["image"] for i in range(len(data))])
+
+
 def mean_pairwise_cosine(x: torch.Tensor) -> float:
     x = F.normalize(x.float(), dim=-1)
     n = len(x)
@@ -37,9 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_study(args.preset)
     dino = build_objective("dino", build_encoder(cfg.encoder), cfg.objective).train()
-    refs, _ = index_source(args.data)
-    data = SampleDataset(refs[:64])
-    images = torch.stack([data[i]["image"] for i in range(len(data))])
+    images = first_images(args.data, 64)
     with torch.no_grad():
         feats = dino.teacher.backbone(normalize(images))
         z = F.normalize(dino.teacher.head.mlp(feats), dim=-1)

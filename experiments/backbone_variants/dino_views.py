@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from dino_init import first_images  # this folder's script (on the path when run as one)
 
 from encoderlab.data.augment import ViewSpec, augment_views
-from encoderlab.data.reader import SampleDataset, index_source
 from encoderlab.encoders import build_encoder
 from encoderlab.objectives import build_objective
 from encoderlab.study.config import load_study
@@ -65,9 +65,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_study(args.preset)
     dino = build_objective("dino", build_encoder(cfg.encoder), cfg.objective).train()
-    refs, _ = index_source(args.data)
-    data = SampleDataset(refs[:256])
-    images = torch.stack([data[i]["image"] for i in range(len(data))])
+    images = first_images(args.data, 256)
     ids = torch.arange(len(images))
     nets = {"untrained DINO": (dino.teacher.backbone, dino.teacher.head)}
     for run in args.encoder:

@@ -37,6 +37,13 @@ RESNET_RECIPE: dict[str, Any] = {
     "local_crop_scale": [0.05, 0.14],
     "out_dim": 256,
 }
+
+
+def resnet_dino(lr: float = 2.0e-3, **knobs: Any) -> tuple[str, dict[str, Any]]:
+    """A DINO variant: the ResNet knobs with ``knobs`` changed, at shared lr ``lr`` (tiny's)."""
+    return ("dino", {"pretrain": {"lr": lr}, "objective": {"dino": {**RESNET_RECIPE, **knobs}}})
+
+
 # name: (objective, keys changed from BASE)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "clip-lr2e-3": ("clip", {"pretrain": {"lr": 2.0e-3}}),
@@ -64,83 +71,31 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dino-resnet-recipe": ("dino", {"objective": {"dino": RESNET_RECIPE}}),
     # the ResNet recipe at tiny's shared lr (2e-3) with DINOv2's Sinkhorn-Knopp teacher in
     # place of the EMA centre: balanced targets from the first step
-    "dino-sinkhorn": (
-        "dino",
-        {
-            "pretrain": {"lr": 2.0e-3},
-            "objective": {"dino": {**RESNET_RECIPE, "centering": "sinkhorn"}},
-        },
-    ),
+    "dino-sinkhorn": resnet_dino(centering="sinkhorn"),
     # ... with BN in the head (DINO's --use_bn_in_head), so that the teacher's outputs differ
     # across images from the first step. (With DINOv2's 0.04 -> 0.07 teacher the teacher's
     # entropy rose to 5.50 of ln 256 = 5.55 by step 140 and the loss stayed at ln 256: the
     # run was stopped.) Balanced by Sinkhorn-Knopp, a sharp teacher cannot pick one prototype
     # for every image, so it stays sharp: 0.02
-    "dino-sinkhorn-bn-t0.02": (
-        "dino",
-        {
-            "pretrain": {"lr": 2.0e-3},
-            "objective": {
-                "dino": {
-                    **RESNET_RECIPE,
-                    "centering": "sinkhorn",
-                    "head_batchnorm": True,
-                    "teacher_temp": 0.02,
-                    "warmup_teacher_temp": 0.02,
-                }
-            },
-        },
+    "dino-sinkhorn-bn-t0.02": resnet_dino(
+        centering="sinkhorn", head_batchnorm=True, teacher_temp=0.02, warmup_teacher_temp=0.02
     ),
     # the ResNet knobs at DINO's own ViT-S learning rate for batch 64 (5e-4 x 64 / 256)
-    "dino-resnet-recipe-lr1.25e-4": (
-        "dino",
-        {"pretrain": {"lr": 1.25e-4}, "objective": {"dino": RESNET_RECIPE}},
-    ),
+    "dino-resnet-recipe-lr1.25e-4": resnet_dino(lr=1.25e-4),
     # The ResNet knobs at tiny's lr with no colour augmentation (crops, flips and blur only):
     # at initialisation the random ResNet's two DINO views of one image are hardly more alike
     # than two images (dino_views.py), because its pooled features are mostly colour
-    "dino-crops-only": (
-        "dino",
-        {
-            "pretrain": {"lr": 2.0e-3},
-            "objective": {
-                "dino": {**RESNET_RECIPE, "jitter_p": 0.0, "grayscale_p": 0.0, "solarize_p": 0.0}
-            },
-        },
-    ),
+    "dino-crops-only": resnet_dino(jitter_p=0.0, grayscale_p=0.0, solarize_p=0.0),
     # tiny's DINO (the ResNet knobs at tiny's lr) once the teacher's BatchNorm uses batch
     # statistics (before 2026-12-06 it silently ran in eval mode: every variant above)
-    "dino-resnet-recipe-lr2e-3": (
-        "dino",
-        {"pretrain": {"lr": 2.0e-3}, "objective": {"dino": RESNET_RECIPE}},
-    ),
+    "dino-resnet-recipe-lr2e-3": resnet_dino(),
     # colour jitter kept, grayscale and solarize off
-    "dino-jitter-only": (
-        "dino",
-        {
-            "pretrain": {"lr": 2.0e-3},
-            "objective": {"dino": {**RESNET_RECIPE, "grayscale_p": 0.0, "solarize_p": 0.0}},
-        },
-    ),
+    "dino-jitter-only": resnet_dino(grayscale_p=0.0, solarize_p=0.0),
     # every colour operation at half DINO's probability
-    "dino-colour-half": (
-        "dino",
-        {
-            "pretrain": {"lr": 2.0e-3},
-            "objective": {
-                "dino": {**RESNET_RECIPE, "jitter_p": 0.4, "grayscale_p": 0.1, "solarize_p": 0.1}
-            },
-        },
-    ),
+    "dino-colour-half": resnet_dino(jitter_p=0.4, grayscale_p=0.1, solarize_p=0.1),
     # ... with BN in the head (DINO's --use_bn_in_head): keeps the head's hidden units varying
     # across the batch, which slows the student's turn to one bottleneck direction
-    "dino-resnet-recipe-bn": (
-        "dino",
-        {
-            "pretrain": {"lr": 2.0e-3},
-            "objective": {"dino": {**RESNET_RECIPE, "head_batchnorm": True}},
-        },
-    ),
+    "dino-resnet-recipe-bn": resnet_dino(head_batchnorm=True),
 }
 
 
