@@ -84,7 +84,11 @@ def test_synthworld_conversations_round_trip_through_llava_json(
     assert count == len(records) > 0
     assert records[0]["image"].startswith("train/") and records[0]["image"].endswith(".png")
     direct = read_world(synth / "train", 24, image_size=32)
-    mix = {"mc_fraction": 0.5, "type_weights": recipe.question_weights}
+    mix = {
+        "mc_fraction": 0.5,
+        "type_weights": recipe.question_weights,
+        "short_option_questions": recipe.short_option_questions,
+    }
     expected = conversations(direct, 24, 3, 5, 2, **mix)
     world = read_llava_world(path, 24, image_size=32)
     # the JSON's samples are the conversations' samples, in order, with the same images
@@ -113,7 +117,9 @@ def test_synthworld_conversations_round_trip_through_llava_json(
 
 def test_real_labelled_shards_get_stage2_conversations(clipart: Path) -> None:
     world = read_world(clipart / "train", 64, image_size=None, images=False)
-    convs = conversations(world, 64, 3, 0, 2, mc_fraction=0.5, type_weights={})
+    convs = conversations(
+        world, 64, 3, 0, 2, mc_fraction=0.5, type_weights={}, short_option_questions=False
+    )
     assert len(convs) == len(world) == 16  # before: SynthWorld's generators found nothing
     for i, turns in convs:
         (question, answer), *_ = turns

@@ -24,6 +24,7 @@ SAME = [
     ("objective", "dino"),
     ("vlm", "tap_layer"),
     ("vlm", "mc_fraction"),
+    ("vlm", "short_option_questions"),
     ("vlm", "standardize_features"),
     ("vlm", "pool_tokens"),
     ("suite", "scoring"),

@@ -128,8 +128,8 @@ def test_caption_options_are_a_symmetric_2x2_design(metas: list[dict]) -> None:
 
 
 def test_deterministic(metas: list[dict]) -> None:
-    a = [training_conversation(m, np.random.default_rng(7), 4, 0.5, {}) for m in metas[:50]]
-    b = [training_conversation(m, np.random.default_rng(7), 4, 0.5, {}) for m in metas[:50]]
+    a = [training_conversation(m, np.random.default_rng(7), 4, 0.5, {}, True) for m in metas[:50]]
+    b = [training_conversation(m, np.random.default_rng(7), 4, 0.5, {}, True) for m in metas[:50]]
     assert a == b
 
 
@@ -137,7 +137,7 @@ def test_training_conversation_formats(metas: list[dict]) -> None:
     rng = np.random.default_rng(3)
     n_mc = n_short = 0
     for meta in metas[:100]:
-        turns = training_conversation(meta, rng, 4, 0.5, {})
+        turns = training_conversation(meta, rng, 4, 0.5, {}, False)
         assert 1 <= len(turns) <= 4
         assert len({u for u, _ in turns}) == len(turns)
         for user, answer in turns:
@@ -154,8 +154,8 @@ def test_training_conversation_formats(metas: list[dict]) -> None:
 
 def test_training_conversation_mc_fraction(metas: list[dict]) -> None:
     """mc_fraction 0: every question that has a short answer is asked for it (only those that
-    need their options stay multiple choice); 1: all multiple choice. (It has no default here:
-    the VLM recipe's is the one, tests/test_vlm_recipe.py.)"""
+    need their options stay multiple choice, ``short_option_questions`` off); 1: all multiple
+    choice. (It has no default here: the VLM recipe's is the one, tests/test_vlm_recipe.py.)"""
     rng = np.random.default_rng(0)
     options_only = {
         q.question
@@ -166,7 +166,8 @@ def test_training_conversation_mc_fraction(metas: list[dict]) -> None:
     n_mc = dict.fromkeys((0.0, 0.5, 1.0), 0)
     for fraction in n_mc:
         for i, meta in enumerate(metas[:100]):
-            for user, _ in training_conversation(meta, np.random.default_rng(i), 4, fraction, {}):
+            turns = training_conversation(meta, np.random.default_rng(i), 4, fraction, {}, False)
+            for user, _ in turns:
                 if user.endswith(MC_SUFFIX):
                     n_mc[fraction] += 1
                     if fraction == 0.0:
@@ -174,6 +175,41 @@ def test_training_conversation_mc_fraction(metas: list[dict]) -> None:
                 else:
                     assert fraction < 1.0 and user.endswith(SHORT_SUFFIX)
     assert n_mc[0.0] < n_mc[0.5] / 3 and n_mc[1.0] > n_mc[0.5]
+
+
+# the questions that refer to their options (``Question.short_ok`` false)
+OPTION_QUESTIONS = (
+    "Which caption describes the image?",
+    "Which of these objects can be seen in the image?",
+)
+
+
+def test_short_option_questions_are_answered_by_the_options_text(metas: list[dict]) -> None:
+    """With ``short_option_questions`` the questions that refer to their options (which
+    caption, which of these objects) are asked without options and answered by the correct
+    option's text; without it they keep their letter (the draws then differ: the format draw
+    is made only for a question that can be short)."""
+    asked = {True: collections.Counter(), False: collections.Counter()}
+    for short in asked:
+        for i, meta in enumerate(metas[:200]):
+            rng = np.random.default_rng(i)
+            for user, answer in training_conversation(meta, rng, 4, 0.0, {}, short):
+                head = user.split("\n")[0].removesuffix(SHORT_SUFFIX)
+                if head not in OPTION_QUESTIONS:
+                    continue
+                if user.endswith(SHORT_SUFFIX):
+                    assert short and answer not in LETTERS
+                    present = {o["category"] for o in meta.get("objects", [])}
+                    if head.startswith("Which caption"):  # "a red cat", "a cat on a grid ..."
+                        assert any(f" {c}" in answer for c in present), answer
+                    else:
+                        assert answer in present, answer
+                    asked[short]["short"] += 1
+                else:
+                    assert not short and user.endswith(MC_SUFFIX) and answer in LETTERS
+                    asked[short]["letter"] += 1
+    assert asked[True]["short"] > 30 and asked[True]["letter"] == 0
+    assert asked[False]["letter"] > 30 and asked[False]["short"] == 0
 
 
 def test_type_weights_shift_the_mix(metas: list[dict]) -> None:
@@ -193,7 +229,9 @@ def test_type_weights_shift_the_mix(metas: list[dict]) -> None:
         return collections.Counter(
             q.split("\n")[0]
             for i, meta in enumerate(metas[:200])
-            for q, _ in training_conversation(meta, np.random.default_rng(i), 2, 0.0, weights)
+            for q, _ in training_conversation(
+                meta, np.random.default_rng(i), 2, 0.0, weights, False
+            )
         )
 
     plain, heavy = asked({}), asked({"object": 8.0})

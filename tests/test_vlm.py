@@ -98,7 +98,12 @@ def parts(root: Path) -> dict:
     cfg = VLMConfig.smoke()
     world = read_world(train_split(root / "data"), 32, image_size=64)
     tok = train_tokenizer(
-        corpus_texts(*lm_corpus(world, 32, 2, 0, mc_fraction=0.5, type_weights={}), "vicuna_v1"),
+        corpus_texts(
+            *lm_corpus(
+                world, 32, 2, 0, mc_fraction=0.5, type_weights={}, short_option_questions=False
+            ),
+            "vicuna_v1",
+        ),
         256,
     )
     tower = VisionTower([load_encoder(root / "enc0")], cfg.tap_layer)
@@ -181,7 +186,7 @@ def test_compact_template_drops_the_system_prompt_and_instructions(parts: dict) 
 
 def test_several_conversations_per_image_ask_fresh_questions(parts: dict) -> None:
     tpl = Template(parts["tok"], 5, 512, style="compact")
-    mix = {"mc_fraction": 0.0, "type_weights": {}}
+    mix = {"mc_fraction": 0.0, "type_weights": {}, "short_option_questions": True}
     one, idx1 = instruction_examples(tpl, parts["world"], 16, 2, 0, **mix, per_image=1)
     three, idx3 = instruction_examples(tpl, parts["world"], 16, 2, 0, **mix, per_image=3)
     assert idx3 == idx1 * 3 and len(three) == 3 * len(one)
@@ -229,7 +234,15 @@ def test_each_stage_trains_exactly_what_it_declares(parts: dict, tmp_path: Path)
     feats = encode_images(tower, world.images, progress=False)
     encoder_before = {k: v.clone() for k, v in tower.state_dict().items()}
     stage2 = instruction_examples(
-        tpl, world, 16, 1, 0, mc_fraction=0.5, type_weights={}, per_image=1
+        tpl,
+        world,
+        16,
+        1,
+        0,
+        mc_fraction=0.5,
+        type_weights={},
+        short_option_questions=False,
+        per_image=1,
     )
     data = {1: caption_examples(tpl, world, 16), 2: stage2}
     cfg = TrainConfig(batch_size=4, samples=8, lr=1e-2, precision="fp32", num_workers=0)
@@ -327,7 +340,17 @@ def test_stage2_trains_the_projector_at_its_own_learning_rate(parts: dict, tmp_p
     model = copy.deepcopy(parts["model"])
     tpl = Template(tok, tower.num_tokens, 256, style="compact")
     feats = encode_images(tower, world.images, progress=False)
-    data = instruction_examples(tpl, world, 8, 2, 0, mc_fraction=0.5, type_weights={}, per_image=1)
+    data = instruction_examples(
+        tpl,
+        world,
+        8,
+        2,
+        0,
+        mc_fraction=0.5,
+        type_weights={},
+        short_option_questions=False,
+        per_image=1,
+    )
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     lr = 1e-3
     cfg = TrainConfig(
@@ -354,7 +377,15 @@ def test_answer_loss_is_the_lm_loss_with_the_head_on_answers_only(parts: dict) -
     model = copy.deepcopy(parts["model"]).requires_grad_(True)
     tpl = Template(tok, tower.num_tokens, 256, style="compact")
     examples, images = instruction_examples(
-        tpl, world, 6, 3, 0, mc_fraction=0.5, type_weights={}, per_image=1
+        tpl,
+        world,
+        6,
+        3,
+        0,
+        mc_fraction=0.5,
+        type_weights={},
+        short_option_questions=False,
+        per_image=1,
     )
     batch = PadCollate(tok.pad_token_id)(
         [ExampleDataset(examples, images)[i] for i in range(len(examples))]
@@ -396,7 +427,17 @@ def test_packed_rows_train_as_the_padded_batch(parts: dict) -> None:
     model = copy.deepcopy(parts["model"]).requires_grad_(True)
     tpl = Template(tok, tower.num_tokens, 256, style="compact")
     data = ExampleDataset(
-        *instruction_examples(tpl, world, 12, 3, 0, mc_fraction=0.5, type_weights={}, per_image=1)
+        *instruction_examples(
+            tpl,
+            world,
+            12,
+            3,
+            0,
+            mc_fraction=0.5,
+            type_weights={},
+            short_option_questions=False,
+            per_image=1,
+        )
     )
     items = [data[i] for i in range(len(data))]
     feats = encode_images(tower, world.images, progress=False)

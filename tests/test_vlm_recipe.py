@@ -30,7 +30,15 @@ from encoderlab.vlm.data import TrainWorld
 from encoderlab.vlm.oracle import oracle_check  # noqa: F401
 
 # the recipe's question mix, rendering and scoring, as the consumers' parameters name them
-RECIPE_PARAMETERS = ("n_turns", "mc_fraction", "type_weights", "per_image", "style", "scoring")
+RECIPE_PARAMETERS = (
+    "n_turns",
+    "mc_fraction",
+    "type_weights",
+    "short_option_questions",
+    "per_image",
+    "style",
+    "scoring",
+)
 TINY = Path(encoderlab.__file__).parent / "presets" / "tiny.yaml"
 
 
@@ -52,7 +60,7 @@ def _functions() -> list[tuple[str, Any]]:
 
 def test_the_question_mix_and_scoring_have_no_second_default() -> None:
     """No function gives the question mix (``n_turns``, ``mc_fraction``, ``type_weights``,
-    ``per_image``), the template ``style`` or ``scoring`` a default of its own (a CLI option
+    ``short_option_questions``, ``per_image``), the template ``style`` or ``scoring`` a default of its own (a CLI option
     may default to None: "the preset's"); the config fields hold the only ones."""
     stray = []
     for name, fn in _functions():
@@ -69,6 +77,7 @@ def test_the_question_mix_and_scoring_have_no_second_default() -> None:
     for key in (
         "n_turns",
         "mc_fraction",
+        "short_option_questions",
         "question_weights",
         "conversations_per_image",
         "template",
@@ -89,13 +98,20 @@ def _world(n: int = 4) -> TrainWorld:
 
 
 @pytest.fixture
-def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float, dict]]:
-    """``(n_turns, mc_fraction, type_weights)`` of every SynthWorld conversation drawn for a
-    VLM stage."""
-    calls: list[tuple[int, float, dict]] = []
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float, dict, bool]]:
+    """``(n_turns, mc_fraction, type_weights, short_option_questions)`` of every SynthWorld
+    conversation drawn for a VLM stage."""
+    calls: list[tuple[int, float, dict, bool]] = []
 
-    def record(meta: dict, rng: Any, n_turns: int, mc_fraction: float, type_weights: dict) -> list:
-        calls.append((n_turns, mc_fraction, dict(type_weights)))
+    def record(
+        meta: dict,
+        rng: Any,
+        n_turns: int,
+        mc_fraction: float,
+        type_weights: dict,
+        short_option_questions: bool,
+    ) -> list:
+        calls.append((n_turns, mc_fraction, dict(type_weights), short_option_questions))
         raise _Seen
 
     monkeypatch.setattr("encoderlab.vlm.data.training_conversation", record)
@@ -106,7 +122,12 @@ def _odd_recipe() -> StudyConfig:
     """The smoke study with a question mix, scoring and check size that no default has."""
     cfg = load_study("smoke")
     vlm = cfg.vlm.model_copy(
-        update={"n_turns": 3, "mc_fraction": 0.7, "question_weights": {"object": 3.0}}
+        update={
+            "n_turns": 3,
+            "mc_fraction": 0.7,
+            "question_weights": {"object": 3.0},
+            "short_option_questions": False,  # tiny's and smoke's: true
+        }
     )
     # smoke scores by cloze
     suite = cfg.suite.model_copy(update={"scoring": "letter", "check_questions": 37})
@@ -114,7 +135,7 @@ def _odd_recipe() -> StudyConfig:
 
 
 def test_stage0_stage2_and_the_context_check_ask_the_configs_mix(
-    asked: list[tuple[int, float, dict]], tmp_path: Path
+    asked: list[tuple[int, float, dict, bool]], tmp_path: Path
 ) -> None:
     from encoderlab.vlm.context import context_check
     from encoderlab.vlm.lm import pretrain_lm
@@ -132,7 +153,7 @@ def test_stage0_stage2_and_the_context_check_ask_the_configs_mix(
     lm = SimpleNamespace(eval=lambda: None)
     with pytest.raises(_Seen):  # the LM's picture-slot check: held-out questions
         context_check(lm, tokenizer, _world(), recipe)  # type: ignore[arg-type]
-    assert asked == [(3, 0.7, {"object": 3.0})] * 3
+    assert asked == [(3, 0.7, {"object": 3.0}, False)] * 3
 
 
 def test_the_study_hands_each_check_the_recipe_it_trained_with(
@@ -173,6 +194,7 @@ def test_the_study_hands_each_check_the_recipe_it_trained_with(
     trained_with = got["pretrain_lm"][0][0]
     assert trained_with is cfg.vlm and got["context"][0][3] is cfg.vlm
     assert stages["lm"].config["n_turns"] == 3 and stages["lm"].config["mc_fraction"] == 0.7
+    assert stages["lm"].config["short_option_questions"] is False
     assert got["train_vlm"][0][3] is cfg.vlm and got["oracle"][0][0] is cfg.vlm
     assert got["sanity"][1]["scoring"] == got["oracle"][1]["scoring"] == "letter"
     assert got["suite"][0][1].scoring == "letter"
@@ -206,6 +228,7 @@ def test_a_changed_key_in_a_copy_of_tiny_yaml_is_what_the_study_runs(tmp_path: P
     for old, new in (
         ("  n_turns: 4 ", "  n_turns: 3 "),
         ("batch_size: 32, samples: 32768,", "batch_size: 32, samples: 16384,"),
+        ("  short_option_questions: true ", "  short_option_questions: false "),
     ):
         assert text.count(old) == 1, old
         text = text.replace(old, new)
@@ -216,8 +239,10 @@ def test_a_changed_key_in_a_copy_of_tiny_yaml_is_what_the_study_runs(tmp_path: P
     assert cfg.vlm.stage1.train.samples == 2048  # the shared schedule is untouched elsewhere
     stages = {s.name: s for s in Study(cfg, tmp_path / "study", progress=False).stages}
     assert stages["lm"].config["n_turns"] == 3
+    assert stages["lm"].config["short_option_questions"] is False
     for name in ("vlm/clip", "vlm/dino", "vlm/fused", "vlm/oracle"):
         assert stages[name].config["stage2"]["train"]["samples"] == 16384
         assert stages[name].config["n_turns"] == 3
+        assert stages[name].config["short_option_questions"] is False
     tiny = {s.name: s for s in Study(load_study("tiny"), tmp_path / "t", progress=False).stages}
     assert stages["vlm/clip"].key.hash != tiny["vlm/clip"].key.hash  # it would rerun

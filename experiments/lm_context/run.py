@@ -57,7 +57,9 @@ def main() -> None:
         slot = {m["index"]: t for m, t in zip(world.metas, world.texts, strict=True)}
 
         def with_describe(meta: dict, rng: np.random.Generator, n: int) -> list:
-            turns = training_conversation(meta, rng, n, cfg.mc_fraction, cfg.question_weights)
+            turns = training_conversation(
+                meta, rng, n, cfg.mc_fraction, cfg.question_weights, cfg.short_option_questions
+            )
             return [(DESCRIBE, slot[meta["index"]]), *turns] if turns else turns
 
         fn = with_describe if args.describe else None

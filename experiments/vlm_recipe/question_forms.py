@@ -5,9 +5,11 @@
 The real - blank and oracle checks ask each held-out question and score its options by
 cloze. In training (``suite.questions.training_conversation``) a question is taught as a
 short answer with probability ``1 - mc_fraction`` only if it makes sense without its options
-(``Question.short_ok``); otherwise always as multiple choice, answered by a letter, which the
-tiny LM cannot learn (``experiments/lm_binding``). This counts, per question type, the check's
-questions whose form training only ever teaches by letter under the preset's ``mc_fraction``.
+(``Question.short_ok``) or the recipe's ``short_option_questions`` is on; otherwise always as
+multiple choice, answered by a letter, which the tiny LM cannot learn
+(``experiments/lm_binding``). This counts, per question type, the check's questions whose
+form training only ever teaches by letter under the preset's recipe (``--preset paper`` or
+``short_option_questions: false``: the count before tiny adopted it).
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ def main() -> None:
     cfg = load_study(args.preset)
     items = heldout_items(args.data, cfg.suite.check_questions, cfg.world.image_size)
     total = Counter(q.qtype for _, q in items)
-    letter_only = Counter(q.qtype for _, q in items if not q.short_ok)
-    print(f"mc_fraction {cfg.vlm.mc_fraction}: held-out check questions ({len(items)})")
+    by_letter = cfg.vlm.mc_fraction == 1.0 or not cfg.vlm.short_option_questions
+    letter_only = Counter(q.qtype for _, q in items if by_letter and not q.short_ok)
+    print(
+        f"mc_fraction {cfg.vlm.mc_fraction}, short_option_questions "
+        f"{cfg.vlm.short_option_questions}: held-out check questions ({len(items)})"
+    )
     print(f"{'type':14s} {'questions':>9s} {'taught by letter only':>22s}")
     for qtype, n in sorted(total.items(), key=lambda kv: -letter_only[kv[0]]):
         print(f"{qtype:14s} {n:9d} {letter_only[qtype]:22d}")

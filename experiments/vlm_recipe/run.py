@@ -4,8 +4,8 @@
 
 Each variant is the ``tiny`` preset's VLM recipe (``vlm:``) as it was before issue #18
 (``BEFORE``) with a few keys changed (batch, examples, turns, template, question weights,
-learning rates); ``c-b32x4-t4-oc2`` is tiny's recipe today. Its oracle VLM (``vlm.oracle.oracle_check``, the study's
-``vlm/oracle`` stage itself: ground-truth scene tokens instead of an encoder's) is trained
+learning rates); ``c-b32x4-t4-oc2-shortopt-seed0`` is tiny's recipe today. Its oracle VLM
+(``vlm.oracle.oracle_check``, the study's ``vlm/oracle`` stage itself: ground-truth scene tokens instead of an encoder's) is trained
 from the stage-0 LM cached under ``--lm-cache`` (a variant whose stage-0 corpus differs, e.g.
 more turns, trains its own LM there) and checked on held-out questions scored as the study
 scores them. The table prints own tokens - another scene's (points, 95% paired-bootstrap CI)
@@ -19,9 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
-from dataclasses import replace
 from functools import reduce
 from pathlib import Path
 from typing import Any
@@ -29,7 +26,6 @@ from typing import Any
 from encoderlab.config import load_preset, merge_sections, parse_config
 from encoderlab.files import write_json
 from encoderlab.study.config import load_study
-from encoderlab.suite import questions
 from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.oracle import oracle_check, oracle_grid
 
@@ -47,6 +43,7 @@ TYPES = ("object", "colour", "count", "texture", "style", "superclass")
 BEFORE = {
     "template": "vicuna_v1",
     "n_turns": 2,
+    "short_option_questions": False,
     "question_weights": {"object": 1.0, "colour": 1.0},
     "conversations_per_image": 1,
     "stage2": {"examples": 8192, "train": {"batch_size": 8, "samples": 8192}},
@@ -123,37 +120,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # tiny's recipe (three seeds) with the questions that refer to their options (every
     # caption question, the object questions of multi-object scenes: 14% of the check's, see
     # question_forms.py) taught as short answers, the correct option's text, instead of by
-    # letter. Not a recipe key yet: the script switches it on (short_option_questions).
+    # letter (vlm.short_option_questions, tiny's since these runs).
     #   run.py --variants c-b32x4-t4-oc2-shortopt-seed{0,1,2} --lm-cache runs/experiments/vlm_recipe/lm-shortopt
     **{
         f"c-b32x4-t4-oc2-shortopt-seed{seed}": merged(
             B32_COMPACT,
             X4,
             {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}, "seed": seed},
+            {"short_option_questions": True},
         )
         for seed in (0, 1, 2)
     },
 }
-SHORT_OPTION_VARIANTS = {f"c-b32x4-t4-oc2-shortopt-seed{seed}" for seed in (0, 1, 2)}
-
-
-@contextmanager
-def short_option_questions() -> Iterator[None]:
-    """Every generated question may be taught as a short answer (``short_ok``), those that
-    refer to their options included, in stage 0's corpus and stage 2 alike (run these variants
-    with their own ``--lm-cache``: the LM's cache key does not see this switch); the checks
-    score options by cloze either way."""
-    original = questions.generate
-
-    def generate(qtype: str, meta: dict[str, Any], rng: Any) -> questions.Question | None:
-        q = original(qtype, meta, rng)
-        return None if q is None else replace(q, short_ok=True)
-
-    questions.generate = generate  # type: ignore[assignment]
-    try:
-        yield
-    finally:
-        questions.generate = original  # type: ignore[assignment]
 
 
 def recipe(name: str, base: str) -> VLMConfig:
@@ -171,11 +149,9 @@ def run_variant(name: str, args: argparse.Namespace) -> dict[str, Any]:
         write_json(cfg.model_dump(mode="json"), out / "recipe.json")
         start = time.perf_counter()
         grid = args.grid or oracle_grid(load_study(args.preset).encoder, cfg.pool_tokens)
-        switch = short_option_questions() if name in SHORT_OPTION_VARIANTS else nullcontext()
-        with switch:
-            check = oracle_check(
-                cfg, args.data, args.lm_cache, out, args.questions, scoring=args.scoring, grid=grid
-            )
+        check = oracle_check(
+            cfg, args.data, args.lm_cache, out, args.questions, scoring=args.scoring, grid=grid
+        )
         check["seconds"] = time.perf_counter() - start
         write_json(check, done)
     return json.loads(done.read_text())

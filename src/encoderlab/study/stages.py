@@ -261,6 +261,7 @@ def lm_stage(cfg: StudyConfig, out: Path, data: Stage) -> Stage:
         "max_text_tokens": vcfg.max_text_tokens,
         "n_turns": vcfg.n_turns,
         "mc_fraction": vcfg.mc_fraction,
+        "short_option_questions": vcfg.short_option_questions,
         "seed": vcfg.seed,
         **_vlm_data_key(cfg),
     }

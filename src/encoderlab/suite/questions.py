@@ -731,16 +731,20 @@ def training_conversation(
     n_turns: int,
     mc_fraction: float,
     type_weights: Mapping[str, float],
+    short_option_questions: bool,
 ) -> list[tuple[str, str]]:
     """Up to ``n_turns`` (user text, answer) pairs about one sample, of mixed types and formats.
 
     Each turn is a short-answer question (answer = the phrase) or, with probability
-    ``mc_fraction``, a multiple-choice one (answer = the letter); questions that only make sense
-    with their options are always multiple choice. Types are drawn at random among those the
-    sample supports (in proportion to ``type_weights``, ``type_order``), each at most once per
-    conversation. Fewer turns come back if the sample supports fewer types. ``n_turns``,
-    ``mc_fraction`` and ``type_weights`` have no default here: they are the VLM recipe's
-    (``vlm.config.VLMConfig``), so stage 0, stage 2 and the context check ask the same.
+    ``mc_fraction``, a multiple-choice one (answer = the letter). Questions that refer to their
+    options (``Question.short_ok`` false: which caption, which of these objects) are always
+    multiple choice, unless ``short_option_questions``: then they are asked like the rest and
+    answered by the correct option's text, since a model that cannot bind letters learns
+    nothing from a letter answer. Types are drawn at random among those the sample supports (in
+    proportion to ``type_weights``, ``type_order``), each at most once per conversation. Fewer
+    turns come back if the sample supports fewer types. The mix has no default here: it is the
+    VLM recipe's (``vlm.config.VLMConfig``), so stage 0, stage 2 and the context check ask the
+    same.
     """
     turns: list[tuple[str, str]] = []
     for i in type_order(rng, type_weights):
@@ -749,7 +753,7 @@ def training_conversation(
         q = generate(list(QUESTION_TYPES)[int(i)], meta, rng)
         if q is None:
             continue
-        if q.short_ok and rng.random() < 1.0 - mc_fraction:
+        if (q.short_ok or short_option_questions) and rng.random() < 1.0 - mc_fraction:
             turns.append((q.short_prompt(), q.answer))
         else:
             turns.append((q.mc_prompt(), q.letter))

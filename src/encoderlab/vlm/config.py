@@ -3,15 +3,17 @@
 The ``tiny`` recipe is written out in full in ``presets/tiny.yaml``; ``VLMConfig()``'s field
 defaults equal it (tests/test_vlm_recipe.py) and are the base other presets' ``vlm:`` sections
 override key by key (``load_vlm_config``); ``VLMConfig.smoke()`` runs the whole pipeline in
-seconds. The question mix (``n_turns``, ``mc_fraction``, ``question_weights``,
-``conversations_per_image``) and the ``template`` have their only defaults here: stage 0, stage
+seconds. The question mix (``n_turns``, ``mc_fraction``, ``short_option_questions``,
+``question_weights``, ``conversations_per_image``) and the ``template`` have their only defaults here: stage 0, stage
 2, the LM's context check and the LLaVA export take them from the config they run with, and the
 functions below them have no default of their own. (The scoring rule's one default is
 ``suite.harness.EvalConfig.scoring``; a study's checks read its ``suite.scoring``.)
 
 Choices the oracle VLM made (docs/lab-notes.md, experiments/vlm_recipe): the tiny LM cannot
 answer with an option's letter (``experiments/lm_binding``), so its turns ask for the short
-answer wherever one exists (``mc_fraction`` 0; LLaVA-1.5's mix is the paper preset's); stage 2
+answer wherever one exists (``mc_fraction`` 0; LLaVA-1.5's mix is the paper preset's), those
+that refer to their options included (``short_option_questions``: the check's caption and
+multi-object questions were otherwise taught only by letter); stage 2
 runs 1,024 steps (with 256 the oracle does not read its image) of 32 four-turn conversations,
 because supervision per step is what teaches a small LM to read image tokens; the turns are
 rendered ``compact`` (no system prompt, no instruction), which costs ~45% fewer tokens.
@@ -114,6 +116,13 @@ class VLMConfig(StrictModel):
         description="share of stage-0/2 turns asked as multiple choice where a short answer "
         "exists (LLaVA-1.5 mixes both; an LM without multiple-choice symbol binding learns "
         "nothing from letter answers)",
+    )
+    short_option_questions: bool = Field(
+        True,
+        description="questions that refer to their options (which caption, which of these "
+        "objects) are taught like the rest, answered by the correct option's text where a "
+        "turn is not multiple choice; false: always by letter (LLaVA-1.5's data, the paper "
+        "preset)",
     )
     question_weights: dict[str, float] = Field(
         default_factory=lambda: {"object": 2.0, "colour": 2.0},

@@ -106,6 +106,7 @@ def context_check(
         stage=2,
         mc_fraction=recipe.mc_fraction,
         type_weights=recipe.question_weights,
+        short_option_questions=recipe.short_option_questions,
     )
     describe = [(i, [(DESCRIBE, text)]) for i, text in enumerate(world.texts)]
     result = {

@@ -135,6 +135,7 @@ def conversations(
     *,
     mc_fraction: float,
     type_weights: Mapping[str, float],
+    short_option_questions: bool,
     draw: int = 0,
 ) -> list[tuple[int, list[tuple[str, str]]]]:
     """``(sample index, turns)`` for the first ``n`` samples (samples without questions skipped).
@@ -144,9 +145,10 @@ def conversations(
     turns and question types drawn by ``type_weights`` on SynthWorld, and on real data to
     questions about its labels (``data.labelled_vqa.labelled_conversation``: category,
     superclass; the weights name SynthWorld's types and do not apply), so a labelled real data
-    set gets stage-2 conversations too. ``n_turns``, ``mc_fraction`` and ``type_weights`` come
-    from the VLM recipe (``VLMConfig``) at every caller: there is no second default here."""
-    fn = fn or default_conversation_fn(world, n, mc_fraction, type_weights)
+    set gets stage-2 conversations too. ``n_turns``, ``mc_fraction``, ``type_weights`` and
+    ``short_option_questions`` come from the VLM recipe (``VLMConfig``) at every caller: there
+    is no second default here."""
+    fn = fn or default_conversation_fn(world, n, mc_fraction, type_weights, short_option_questions)
     out = []
     for i in range(min(n, len(world))):
         given = world.metas[i].get(LLAVA_TURNS)
@@ -160,13 +162,22 @@ def conversations(
 
 
 def default_conversation_fn(
-    world: TrainWorld, n: int, mc_fraction: float, type_weights: Mapping[str, float]
+    world: TrainWorld,
+    n: int,
+    mc_fraction: float,
+    type_weights: Mapping[str, float],
+    short_option_questions: bool,
 ) -> ConversationFn:
     """SynthWorld's question mix, or, for samples without SynthWorld metadata, questions about
     the labels of the first ``n`` samples (their values are the distractors)."""
     metas = world.metas[:n]
     if not metas or any("kind" in m or "objects" in m for m in metas):
-        return partial(training_conversation, mc_fraction=mc_fraction, type_weights=type_weights)
+        return partial(
+            training_conversation,
+            mc_fraction=mc_fraction,
+            type_weights=type_weights,
+            short_option_questions=short_option_questions,
+        )
     from encoderlab.data.labelled_vqa import labelled_conversation, vocabulary
 
     return labelled_conversation(vocabulary(metas), mc_fraction)
@@ -181,11 +192,20 @@ def lm_corpus(
     *,
     mc_fraction: float,
     type_weights: Mapping[str, float],
+    short_option_questions: bool,
 ) -> tuple[list[str], list[tuple[int, list[tuple[str, str]]]]]:
     """Stage 0's text: the captions and the conversations of the first ``n`` samples (the
     LM sees them without image; ``corpus_texts`` renders them for the tokenizer and the hash)."""
     convs = conversations(
-        world, n, n_turns, seed, 0, fn, mc_fraction=mc_fraction, type_weights=type_weights
+        world,
+        n,
+        n_turns,
+        seed,
+        0,
+        fn,
+        mc_fraction=mc_fraction,
+        type_weights=type_weights,
+        short_option_questions=short_option_questions,
     )
     return world.texts[:n], convs
 
@@ -220,12 +240,14 @@ def instruction_examples(
     *,
     mc_fraction: float,
     type_weights: Mapping[str, float],
+    short_option_questions: bool,
     per_image: int,
 ) -> tuple[list[Example], list[int]]:
     """Stage 2: image + question turns, loss on the answers; ``per_image`` conversations of
     each of the first ``n`` images, drawn independently (a LLaVA-JSON sample repeats its own
     turns). Returns the examples and each one's image index."""
-    fn = fn or default_conversation_fn(world, n, mc_fraction, type_weights)  # once, every draw
+    # once, every draw
+    fn = fn or default_conversation_fn(world, n, mc_fraction, type_weights, short_option_questions)
     examples, images = [], []
     for draw in range(per_image):
         for i, turns in conversations(
@@ -237,6 +259,7 @@ def instruction_examples(
             fn,
             mc_fraction=mc_fraction,
             type_weights=type_weights,
+            short_option_questions=short_option_questions,
             draw=draw,
         ):
             examples.append(template.conversation(turns))

@@ -237,6 +237,7 @@ def export_llava(
         2,
         mc_fraction=recipe.mc_fraction,
         type_weights=recipe.question_weights,
+        short_option_questions=recipe.short_option_questions,
     )
     records = []
     for i, turns in convs:

@@ -55,6 +55,7 @@ LM_DONE = "lm.json"  # written last: its presence marks a finished stage 0
 LM_RECIPE_KEYS = (
     "n_turns",
     "mc_fraction",
+    "short_option_questions",
     "question_weights",
     "template",
     "max_text_tokens",
@@ -144,6 +145,7 @@ def pretrain_lm(
         conversation_fn,
         mc_fraction=cfg.mc_fraction,
         type_weights=cfg.question_weights,
+        short_option_questions=cfg.short_option_questions,
     )
     texts = corpus_texts(captions, convs, cfg.template)
     key = config_hash(

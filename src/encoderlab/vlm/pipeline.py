@@ -141,6 +141,7 @@ def train_stages(
             conversation_fn,
             mc_fraction=cfg.mc_fraction,
             type_weights=cfg.question_weights,
+            short_option_questions=cfg.short_option_questions,
             per_image=cfg.conversations_per_image,
         ),
     }
