@@ -25,6 +25,7 @@ SAME = [
     ("vlm", "tap_layer"),
     ("vlm", "mc_fraction"),
     ("vlm", "short_option_questions"),
+    ("vlm", "stage2_projector_lr_scale"),
     ("vlm", "standardize_features"),
     ("vlm", "pool_tokens"),
     ("suite", "scoring"),

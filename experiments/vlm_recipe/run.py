@@ -4,7 +4,7 @@
 
 Each variant is the ``tiny`` preset's VLM recipe (``vlm:``) as it was before issue #18
 (``BEFORE``) with a few keys changed (batch, examples, turns, template, question weights,
-learning rates); ``c-b32x4-t4-oc2-shortopt-seed0`` is tiny's recipe today. Its oracle VLM
+learning rates); ``c-b32x4-t4-oc2-shortopt-p4-seed0`` is tiny's recipe today. Its oracle VLM
 (``vlm.oracle.oracle_check``, the study's ``vlm/oracle`` stage itself: ground-truth scene tokens instead of an encoder's) is trained
 from the stage-0 LM cached under ``--lm-cache`` (a variant whose stage-0 corpus differs, e.g.
 more turns, trains its own LM there) and checked on held-out questions scored as the study
@@ -44,6 +44,7 @@ BEFORE = {
     "template": "vicuna_v1",
     "n_turns": 2,
     "short_option_questions": False,
+    "stage2_projector_lr_scale": 1.0,
     "question_weights": {"object": 1.0, "colour": 1.0},
     "conversations_per_image": 1,
     "stage2": {"examples": 8192, "train": {"batch_size": 8, "samples": 8192}},
@@ -128,6 +129,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
             X4,
             {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}, "seed": seed},
             {"short_option_questions": True},
+        )
+        for seed in (0, 1, 2)
+    },
+    # ... and the stage-2 projector at 4x the LM's learning rate (c-b32x4-t4-oc2-p4 read colour
+    # at +70 without the short option answers): does it make the colour readout reliable too?
+    #   run.py --variants c-b32x4-t4-oc2-shortopt-p4-seed{0,1,2} --lm-cache runs/experiments/vlm_recipe/lm-shortopt
+    **{
+        f"c-b32x4-t4-oc2-shortopt-p4-seed{seed}": merged(
+            B32_COMPACT,
+            X4,
+            {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}, "seed": seed},
+            {"short_option_questions": True, "stage2_projector_lr_scale": 4.0},
         )
         for seed in (0, 1, 2)
     },

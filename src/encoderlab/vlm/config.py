@@ -159,10 +159,11 @@ class VLMConfig(StrictModel):
         )
     )
     stage2_projector_lr_scale: float = Field(
-        1.0,
+        4.0,
         gt=0,
         description="stage 2 trains the projector at this multiple of stage2.train.lr (the "
-        "LM's): a projector fitted in stage 1 beside a pretrained LM may want its own rate",
+        "LM's): a projector fitted in stage 1 beside a pretrained LM may want its own rate "
+        "(LLaVA: 1, the paper preset)",
     )
 
     @model_validator(mode="after")
