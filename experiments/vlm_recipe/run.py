@@ -144,6 +144,17 @@ VARIANTS: dict[str, dict[str, Any]] = {
         )
         for seed in (0, 1, 2)
     },
+    # ... with object-category questions 3x as often as a plain type (colour 2x): seed 0 read
+    # category far less than seeds 1 and 2 (+23 vs +67 to +79). Its own stage-0 LM per seed
+    **{
+        f"c-b32x4-t4-o3c2-shortopt-p4-seed{seed}": merged(
+            B32_COMPACT,
+            X4,
+            {"n_turns": 4, "question_weights": {"object": 3.0, "colour": 2.0}, "seed": seed},
+            {"short_option_questions": True, "stage2_projector_lr_scale": 4.0},
+        )
+        for seed in (0, 1, 2)
+    },
 }
 
 
