@@ -155,6 +155,19 @@ VARIANTS: dict[str, dict[str, Any]] = {
         )
         for seed in (0, 1, 2)
     },
+    # tiny's recipe (shortopt-p4) with the projector at 8x in stage 2, or with a 4x stage 1
+    # (256 steps of 32 captions, which name the objects): does seed 0 read category as well?
+    **{
+        f"c-b32x4-t4-oc2-shortopt-{name}-seed{seed}": merged(
+            B32_COMPACT,
+            X4,
+            {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}, "seed": seed},
+            {"short_option_questions": True, "stage2_projector_lr_scale": 4.0},
+            change,
+        )
+        for name, change in (("p8", {"stage2_projector_lr_scale": 8.0}), ("p4-s1", S1))
+        for seed in (0, 1, 2)
+    },
 }
 
 
