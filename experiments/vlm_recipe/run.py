@@ -4,7 +4,7 @@
 
 Each variant is the ``tiny`` preset's VLM recipe (``vlm:``) as it was before issue #18
 (``BEFORE``) with a few keys changed (batch, examples, turns, template, question weights,
-learning rates); ``c-b32x4-t4-oc2-shortopt-p4-seed0`` is tiny's recipe today. Its oracle VLM
+learning rates); ``c-b32x4-t4-oc2-shortopt-p8-seed0`` is tiny's recipe today. Its oracle VLM
 (``vlm.oracle.oracle_check``, the study's ``vlm/oracle`` stage itself: ground-truth scene tokens instead of an encoder's) is trained
 from the stage-0 LM cached under ``--lm-cache`` (a variant whose stage-0 corpus differs, e.g.
 more turns, trains its own LM there) and checked on held-out questions scored as the study

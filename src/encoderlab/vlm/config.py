@@ -159,7 +159,7 @@ class VLMConfig(StrictModel):
         )
     )
     stage2_projector_lr_scale: float = Field(
-        4.0,
+        8.0,
         gt=0,
         description="stage 2 trains the projector at this multiple of stage2.train.lr (the "
         "LM's): a projector fitted in stage 1 beside a pretrained LM may want its own rate "
