@@ -107,6 +107,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
         "clip",
         {"pretrain": {"lr": 2.0e-3}, "objective": {"clip": {"text": {"width": 384, "heads": 6}}}},
     ),
+    # ... or is it the 63 negatives per image? The same 19,200 pairs in 150 batches of 128,
+    # and (more samples, a diagnostic only) 300 batches of 128
+    "clip-b128": ("clip", {"pretrain": {"lr": 2.0e-3, "batch_size": 128}}),
+    "clip-b128-300": ("clip", {"pretrain": {"lr": 2.0e-3, "batch_size": 128, "samples": 38400}}),
 }
 
 
