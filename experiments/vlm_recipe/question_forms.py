@@ -30,15 +30,17 @@ def main() -> None:
     cfg = load_study(args.preset)
     items = heldout_items(args.data, cfg.suite.check_questions, cfg.world.image_size)
     total = Counter(q.qtype for _, q in items)
-    by_letter = cfg.vlm.mc_fraction == 1.0 or not cfg.vlm.short_option_questions
-    letter_only = Counter(q.qtype for _, q in items if by_letter and not q.short_ok)
+    def letter_only(short_ok: bool) -> bool:  # training_conversation's rule, never short
+        return cfg.vlm.mc_fraction == 1.0 or not (short_ok or cfg.vlm.short_option_questions)
+
+    never_short = Counter(q.qtype for _, q in items if letter_only(q.short_ok))
     print(
         f"mc_fraction {cfg.vlm.mc_fraction}, short_option_questions "
         f"{cfg.vlm.short_option_questions}: held-out check questions ({len(items)})"
     )
     print(f"{'type':14s} {'questions':>9s} {'taught by letter only':>22s}")
-    for qtype, n in sorted(total.items(), key=lambda kv: -letter_only[kv[0]]):
-        print(f"{qtype:14s} {n:9d} {letter_only[qtype]:22d}")
+    for qtype, n in sorted(total.items(), key=lambda kv: -never_short[kv[0]]):
+        print(f"{qtype:14s} {n:9d} {never_short[qtype]:22d}")
 
 
 if __name__ == "__main__":

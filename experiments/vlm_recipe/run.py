@@ -57,8 +57,21 @@ S1 = {"stage1": {"examples": 8192, "train": {"batch_size": 32, "samples": 8192}}
 B32_COMPACT = merge_sections(B32, {"template": "compact"})
 # stage 2 on 8,192 images with 4 conversations each (the same 32,768 conversations seen)
 X4 = {"conversations_per_image": 4, "stage2": {"examples": 8192}}
+# the stage-2 projector at 4x the LM's learning rate
+P4 = {"stage2_projector_lr_scale": 4.0}
+# c-b32x4-t4-oc2: compact turns, 4 per conversation, object and colour questions 2x
+OC2 = merged(B32_COMPACT, X4, {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}})
+# ... with option questions taught by their text (vlm.short_option_questions)
+SHORTOPT = merged(OC2, {"short_option_questions": True})
+
+
+def seeds(name: str, *sections: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """``name-seed0`` .. ``name-seed2``: ``sections`` merged, with each seed."""
+    return {f"{name}-seed{seed}": merged(*sections, {"seed": seed}) for seed in (0, 1, 2)}
+
+
 # name: keys changed from the base preset's vlm section as it was before #18 (BEFORE);
-# c-b32x4-t4-oc2 is tiny's recipe today
+# c-b32x4-t4-oc2-shortopt-p8-seed0 is tiny's recipe today
 VARIANTS: dict[str, dict[str, Any]] = {
     "base": {},
     "b32": B32,
@@ -123,51 +136,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     # question_forms.py) taught as short answers, the correct option's text, instead of by
     # letter (vlm.short_option_questions, tiny's since these runs).
     #   run.py --variants c-b32x4-t4-oc2-shortopt-seed{0,1,2} --lm-cache runs/experiments/vlm_recipe/lm-shortopt
-    **{
-        f"c-b32x4-t4-oc2-shortopt-seed{seed}": merged(
-            B32_COMPACT,
-            X4,
-            {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}, "seed": seed},
-            {"short_option_questions": True},
-        )
-        for seed in (0, 1, 2)
-    },
+    **seeds("c-b32x4-t4-oc2-shortopt", SHORTOPT),
     # ... and the stage-2 projector at 4x the LM's learning rate (c-b32x4-t4-oc2-p4 read colour
     # at +70 without the short option answers): does it make the colour readout reliable too?
     #   run.py --variants c-b32x4-t4-oc2-shortopt-p4-seed{0,1,2} --lm-cache runs/experiments/vlm_recipe/lm-shortopt
-    **{
-        f"c-b32x4-t4-oc2-shortopt-p4-seed{seed}": merged(
-            B32_COMPACT,
-            X4,
-            {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}, "seed": seed},
-            {"short_option_questions": True, "stage2_projector_lr_scale": 4.0},
-        )
-        for seed in (0, 1, 2)
-    },
+    **seeds("c-b32x4-t4-oc2-shortopt-p4", SHORTOPT, P4),
     # ... with object-category questions 3x as often as a plain type (colour 2x): seed 0 read
     # category far less than seeds 1 and 2 (+23 vs +67 to +79). Its own stage-0 LM per seed
-    **{
-        f"c-b32x4-t4-o3c2-shortopt-p4-seed{seed}": merged(
-            B32_COMPACT,
-            X4,
-            {"n_turns": 4, "question_weights": {"object": 3.0, "colour": 2.0}, "seed": seed},
-            {"short_option_questions": True, "stage2_projector_lr_scale": 4.0},
-        )
-        for seed in (0, 1, 2)
-    },
+    **seeds("c-b32x4-t4-o3c2-shortopt-p4", SHORTOPT, P4, {"question_weights": {"object": 3.0}}),
     # tiny's recipe (shortopt-p4) with the projector at 8x in stage 2, or with a 4x stage 1
     # (256 steps of 32 captions, which name the objects): does seed 0 read category as well?
-    **{
-        f"c-b32x4-t4-oc2-shortopt-{name}-seed{seed}": merged(
-            B32_COMPACT,
-            X4,
-            {"n_turns": 4, "question_weights": {"object": 2.0, "colour": 2.0}, "seed": seed},
-            {"short_option_questions": True, "stage2_projector_lr_scale": 4.0},
-            change,
-        )
-        for name, change in (("p8", {"stage2_projector_lr_scale": 8.0}), ("p4-s1", S1))
-        for seed in (0, 1, 2)
-    },
+    **seeds("c-b32x4-t4-oc2-shortopt-p8", SHORTOPT, {"stage2_projector_lr_scale": 8.0}),
+    **seeds("c-b32x4-t4-oc2-shortopt-p4-s1", SHORTOPT, P4, S1),
 }
 
 
