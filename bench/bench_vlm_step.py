@@ -74,14 +74,7 @@ def main() -> None:
     n_images = 512
     world = read_world(train_split(args.data), n_images, None, images=False)
     texts = corpus_texts(
-        *lm_corpus(
-            world,
-            n_images,
-            cfg.n_turns,
-            cfg.seed,
-            mc_fraction=cfg.mc_fraction,
-            type_weights=cfg.question_weights,
-        ),
+        *lm_corpus(world, n_images, cfg.question_mix, cfg.seed),
         cfg.template,
     )
     tok = train_tokenizer(texts, cfg.lm.vocab_size)
@@ -89,14 +82,7 @@ def main() -> None:
     features = oracle.features(world.metas)
     template = Template(tok, oracle.num_tokens, cfg.max_text_tokens, style=cfg.template)
     examples, images = instruction_examples(
-        template,
-        world,
-        n_images,
-        cfg.n_turns,
-        cfg.seed,
-        mc_fraction=cfg.mc_fraction,
-        type_weights=cfg.question_weights,
-        per_image=cfg.conversations_per_image,
+        template, world, n_images, cfg.question_mix, cfg.seed, per_image=cfg.conversations_per_image
     )
     data = ExampleDataset(examples, images)
     pad_id = int(tok.pad_token_id)

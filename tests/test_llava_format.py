@@ -18,6 +18,7 @@ from encoderlab.data.synthworld import WorldConfig
 from encoderlab.encoders.vit import EncoderConfig
 from encoderlab.errors import DataError
 from encoderlab.suite.formats import load_table
+from encoderlab.suite.questions import QuestionMix
 from encoderlab.vlm import VLMConfig, train_vlm
 from encoderlab.vlm.checkpoint import write_encoder_run
 from encoderlab.vlm.data import conversations, read_world
@@ -84,18 +85,13 @@ def test_synthworld_conversations_round_trip_through_llava_json(
     assert count == len(records) > 0
     assert records[0]["image"].startswith("train/") and records[0]["image"].endswith(".png")
     direct = read_world(synth / "train", 24, image_size=32)
-    mix = {
-        "mc_fraction": 0.5,
-        "type_weights": recipe.question_weights,
-        "short_option_questions": recipe.short_option_questions,
-    }
-    expected = conversations(direct, 24, 3, 5, 2, **mix)
+    expected = conversations(direct, 24, recipe.question_mix, 5, 2)
     world = read_llava_world(path, 24, image_size=32)
     # the JSON's samples are the conversations' samples, in order, with the same images
     assert [world.metas[k][LLAVA_TURNS] for k in range(len(world))] == [
         [list(t) for t in turns] for _, turns in expected
     ]
-    got = conversations(world, 24, 3, 99, 2, **mix)  # turns: the JSON's, not the seed's
+    got = conversations(world, 24, recipe.question_mix, 99, 2)  # turns: the JSON's, not the seed's
     assert [t for _, t in got] == [t for _, t in expected]
     for k, (i, _) in enumerate(expected):
         assert torch.equal(world.images[k], direct.images[i])
@@ -117,9 +113,7 @@ def test_synthworld_conversations_round_trip_through_llava_json(
 
 def test_real_labelled_shards_get_stage2_conversations(clipart: Path) -> None:
     world = read_world(clipart / "train", 64, image_size=None, images=False)
-    convs = conversations(
-        world, 64, 3, 0, 2, mc_fraction=0.5, type_weights={}, short_option_questions=False
-    )
+    convs = conversations(world, 64, QuestionMix(3, 0.5, {}, False), 0, 2)
     assert len(convs) == len(world) == 16  # before: SynthWorld's generators found nothing
     for i, turns in convs:
         (question, answer), *_ = turns

@@ -23,7 +23,7 @@ from encoderlab.data.synth import DataConfig, synthesize
 from encoderlab.data.synthworld import WorldConfig
 from encoderlab.encoders.vit import EncoderConfig
 from encoderlab.errors import ConfigError, DataError, EncoderlabError
-from encoderlab.suite.questions import MC_SUFFIX, SHORT_SUFFIX, short_prompt
+from encoderlab.suite.questions import MC_SUFFIX, SHORT_SUFFIX, QuestionMix, short_prompt
 from encoderlab.train.config import TrainConfig
 from encoderlab.train.pretrain import load_encoder
 from encoderlab.train.trainer import Trainer, samples_in
@@ -57,8 +57,13 @@ from encoderlab.vlm.vision import (
     standardize,
 )
 
-# a question mix for building conversations (LLaVA's share of multiple choice, types alike)
-MIX = {"mc_fraction": 0.5, "type_weights": {}, "short_option_questions": False}
+
+def mix(n_turns: int) -> QuestionMix:
+    """A question mix for building conversations (LLaVA's share of multiple choice, types
+    alike)."""
+    return QuestionMix(n_turns, 0.5, {}, False)
+
+
 MC = "Which object is shown?\nA. cat\nB. car\nC. tree\nD. cup\nAnswer with the option's letter from the given choices directly."
 PROMPTS = [
     MC,
@@ -101,7 +106,7 @@ def parts(root: Path) -> dict:
     world = read_world(train_split(root / "data"), 32, image_size=64)
     tok = train_tokenizer(
         corpus_texts(
-            *lm_corpus(world, 32, 2, 0, **MIX),
+            *lm_corpus(world, 32, mix(2), 0),
             "vicuna_v1",
         ),
         256,
@@ -186,9 +191,9 @@ def test_compact_template_drops_the_system_prompt_and_instructions(parts: dict) 
 
 def test_several_conversations_per_image_ask_fresh_questions(parts: dict) -> None:
     tpl = Template(parts["tok"], 5, 512, style="compact")
-    mix = {"mc_fraction": 0.0, "type_weights": {}, "short_option_questions": True}
-    one, idx1 = instruction_examples(tpl, parts["world"], 16, 2, 0, **mix, per_image=1)
-    three, idx3 = instruction_examples(tpl, parts["world"], 16, 2, 0, **mix, per_image=3)
+    short = QuestionMix(2, 0.0, {}, True)
+    one, idx1 = instruction_examples(tpl, parts["world"], 16, short, 0, per_image=1)
+    three, idx3 = instruction_examples(tpl, parts["world"], 16, short, 0, per_image=3)
     assert idx3 == idx1 * 3 and len(three) == 3 * len(one)
     assert [e.input_ids for e in three[: len(one)]] == [e.input_ids for e in one]  # draw 0
     later = [e.input_ids for e in three[len(one) :]]
@@ -233,7 +238,7 @@ def test_each_stage_trains_exactly_what_it_declares(parts: dict, tmp_path: Path)
     tpl = Template(tok, tower.num_tokens, 256, style="vicuna_v1")
     feats = encode_images(tower, world.images, progress=False)
     encoder_before = {k: v.clone() for k, v in tower.state_dict().items()}
-    stage2 = instruction_examples(tpl, world, 16, 1, 0, **MIX, per_image=1)
+    stage2 = instruction_examples(tpl, world, 16, mix(1), 0, per_image=1)
     data = {1: caption_examples(tpl, world, 16), 2: stage2}
     cfg = TrainConfig(batch_size=4, samples=8, lr=1e-2, precision="fp32", num_workers=0)
     for stage in (1, 2):
@@ -330,7 +335,7 @@ def test_stage2_trains_the_projector_at_its_own_learning_rate(parts: dict, tmp_p
     model = copy.deepcopy(parts["model"])
     tpl = Template(tok, tower.num_tokens, 256, style="compact")
     feats = encode_images(tower, world.images, progress=False)
-    data = instruction_examples(tpl, world, 8, 2, 0, **MIX, per_image=1)
+    data = instruction_examples(tpl, world, 8, mix(2), 0, per_image=1)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     lr = 1e-3
     cfg = TrainConfig(
@@ -356,7 +361,7 @@ def test_answer_loss_is_the_lm_loss_with_the_head_on_answers_only(parts: dict) -
     tok, tower, world = parts["tok"], parts["tower"], parts["world"]
     model = copy.deepcopy(parts["model"]).requires_grad_(True)
     tpl = Template(tok, tower.num_tokens, 256, style="compact")
-    examples, images = instruction_examples(tpl, world, 6, 3, 0, **MIX, per_image=1)
+    examples, images = instruction_examples(tpl, world, 6, mix(3), 0, per_image=1)
     batch = PadCollate(tok.pad_token_id)(
         [ExampleDataset(examples, images)[i] for i in range(len(examples))]
     )
@@ -396,7 +401,7 @@ def test_packed_rows_train_as_the_padded_batch(parts: dict) -> None:
     tok, tower, world = parts["tok"], parts["tower"], parts["world"]
     model = copy.deepcopy(parts["model"]).requires_grad_(True)
     tpl = Template(tok, tower.num_tokens, 256, style="compact")
-    data = ExampleDataset(*instruction_examples(tpl, world, 12, 3, 0, **MIX, per_image=1))
+    data = ExampleDataset(*instruction_examples(tpl, world, 12, mix(3), 0, per_image=1))
     items = [data[i] for i in range(len(data))]
     feats = encode_images(tower, world.images, progress=False)
     longest = max(len(it["input_ids"]) for it in items)

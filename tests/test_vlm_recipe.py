@@ -31,6 +31,7 @@ from encoderlab.vlm.oracle import oracle_check  # noqa: F401
 
 # the recipe's question mix, rendering and scoring, as the consumers' parameters name them
 RECIPE_PARAMETERS = (
+    "mix",
     "n_turns",
     "mc_fraction",
     "type_weights",
@@ -59,9 +60,10 @@ def _functions() -> list[tuple[str, Any]]:
 
 
 def test_the_question_mix_and_scoring_have_no_second_default() -> None:
-    """No function gives the question mix (``n_turns``, ``mc_fraction``, ``type_weights``,
-    ``short_option_questions``, ``per_image``), the template ``style`` or ``scoring`` a default of its own (a CLI option
-    may default to None: "the preset's"); the config fields hold the only ones."""
+    """No function gives the question mix (``mix``, or its ``n_turns``, ``mc_fraction``,
+    ``type_weights``, ``short_option_questions``), ``per_image``, the template ``style`` or
+    ``scoring`` a default of its own (a CLI option may default to None: "the preset's"); the
+    config fields hold the only ones."""
     stray = []
     for name, fn in _functions():
         for param in inspect.signature(fn).parameters.values():

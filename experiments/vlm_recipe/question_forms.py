@@ -30,6 +30,7 @@ def main() -> None:
     cfg = load_study(args.preset)
     items = heldout_items(args.data, cfg.suite.check_questions, cfg.world.image_size)
     total = Counter(q.qtype for _, q in items)
+
     def letter_only(short_ok: bool) -> bool:  # training_conversation's rule, never short
         return cfg.vlm.mc_fraction == 1.0 or not (short_ok or cfg.vlm.short_option_questions)
 

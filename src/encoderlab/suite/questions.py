@@ -31,6 +31,7 @@ __all__ = [
     "SHORT_SUFFIX",
     "TEXTURELESS_STYLES",
     "Question",
+    "QuestionMix",
     "Scoring",
     "attribute_phrase",
     "count_question",
@@ -758,3 +759,16 @@ def training_conversation(
         else:
             turns.append((q.mc_prompt(), q.letter))
     return turns
+
+
+@dataclass(frozen=True)
+class QuestionMix:
+    """How a VLM recipe asks its training questions: ``n_turns`` per conversation and
+    ``training_conversation``'s mix. One value (``VLMConfig.question_mix``) that stage 0,
+    stage 2, the context check and the LLaVA export all take, so that none can ask differently
+    from the others or fall back on a default of its own."""
+
+    n_turns: int
+    mc_fraction: float
+    type_weights: Mapping[str, float]
+    short_option_questions: bool

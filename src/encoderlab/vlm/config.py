@@ -4,10 +4,11 @@ The ``tiny`` recipe is written out in full in ``presets/tiny.yaml``; ``VLMConfig
 defaults equal it (tests/test_vlm_recipe.py) and are the base other presets' ``vlm:`` sections
 override key by key (``load_vlm_config``); ``VLMConfig.smoke()`` runs the whole pipeline in
 seconds. The question mix (``n_turns``, ``mc_fraction``, ``short_option_questions``,
-``question_weights``, ``conversations_per_image``) and the ``template`` have their only defaults here: stage 0, stage
-2, the LM's context check and the LLaVA export take them from the config they run with, and the
-functions below them have no default of their own. (The scoring rule's one default is
-``suite.harness.EvalConfig.scoring``; a study's checks read its ``suite.scoring``.)
+``question_weights``: ``question_mix``), ``conversations_per_image`` and the ``template`` have
+their only defaults here: stage 0, stage 2, the LM's context check and the LLaVA export take
+them from the config they run with, and the functions below them have no default of their own.
+(The scoring rule's one default is ``suite.harness.EvalConfig.scoring``; a study's checks read
+its ``suite.scoring``.)
 
 Choices the oracle VLM made (docs/lab-notes.md, experiments/vlm_recipe): the tiny LM cannot
 answer with an option's letter (``experiments/lm_binding``), so its turns ask for the short
@@ -26,7 +27,7 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from encoderlab.config import StrictModel, load_preset, merge_sections, parse_config
-from encoderlab.suite.questions import QUESTION_TYPES
+from encoderlab.suite.questions import QUESTION_TYPES, QuestionMix
 from encoderlab.train.config import TrainConfig
 from encoderlab.vlm.template import Style
 
@@ -190,6 +191,14 @@ class VLMConfig(StrictModel):
         """The whole pipeline in seconds (tests, CI); the numbers mean nothing. Its values live
         in the smoke preset's ``vlm:`` section, so a copy of that YAML keeps them."""
         return load_vlm_config("smoke")
+
+    @property
+    def question_mix(self) -> QuestionMix:
+        """The recipe's training questions, as stage 0, stage 2, the context check and the
+        LLaVA export ask them."""
+        return QuestionMix(
+            self.n_turns, self.mc_fraction, self.question_weights, self.short_option_questions
+        )
 
     @property
     def image_examples(self) -> int:

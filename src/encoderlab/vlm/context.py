@@ -98,16 +98,7 @@ def context_check(
         raise ValueError("the context check needs at least two held-out samples")
     lm.eval()
     template = Template(tokenizer, 0, recipe.max_text_tokens, style=recipe.template)
-    questions = conversations(
-        world,
-        len(world),
-        recipe.n_turns,
-        seed,
-        stage=2,
-        mc_fraction=recipe.mc_fraction,
-        type_weights=recipe.question_weights,
-        short_option_questions=recipe.short_option_questions,
-    )
+    questions = conversations(world, len(world), recipe.question_mix, seed, stage=2)
     describe = [(i, [(DESCRIBE, text)]) for i, text in enumerate(world.texts)]
     result = {
         "n": len(questions),

@@ -9,7 +9,7 @@ exactly the same examples whatever its encoder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 
 from encoderlab.data.reader import SampleDataset, index_source
 from encoderlab.errors import DataError
-from encoderlab.suite.questions import training_conversation
+from encoderlab.suite.questions import QuestionMix, training_conversation
 from encoderlab.vlm.llava_json import LLAVA_TURNS
 from encoderlab.vlm.template import IGNORE_INDEX, Example, Style, Template, user_text
 
@@ -128,86 +128,56 @@ def conversation_rng(seed: int, stage: int, index: int, draw: int = 0) -> np.ran
 def conversations(
     world: TrainWorld,
     n: int,
-    n_turns: int,
+    mix: QuestionMix,
     seed: int,
     stage: int,
     fn: ConversationFn | None = None,
-    *,
-    mc_fraction: float,
-    type_weights: Mapping[str, float],
-    short_option_questions: bool,
     draw: int = 0,
 ) -> list[tuple[int, list[tuple[str, str]]]]:
     """``(sample index, turns)`` for the first ``n`` samples (samples without questions skipped).
 
     A sample read from LLaVA JSON brings its own turns (``meta[LLAVA_TURNS]``). Otherwise ``fn``
-    makes them; it defaults to ``training_conversation`` with ``mc_fraction`` multiple-choice
-    turns and question types drawn by ``type_weights`` on SynthWorld, and on real data to
-    questions about its labels (``data.labelled_vqa.labelled_conversation``: category,
-    superclass; the weights name SynthWorld's types and do not apply), so a labelled real data
-    set gets stage-2 conversations too. ``n_turns``, ``mc_fraction``, ``type_weights`` and
-    ``short_option_questions`` come from the VLM recipe (``VLMConfig``) at every caller: there
-    is no second default here."""
-    fn = fn or default_conversation_fn(world, n, mc_fraction, type_weights, short_option_questions)
+    makes ``mix.n_turns`` of them; it defaults to ``training_conversation`` with ``mix`` on
+    SynthWorld, and on real data to questions about its labels
+    (``data.labelled_vqa.labelled_conversation``: category, superclass; the type weights name
+    SynthWorld's types and do not apply), so a labelled real data set gets stage-2
+    conversations too. ``mix`` is the VLM recipe's (``VLMConfig.question_mix``) at every
+    caller: there is no second default here."""
+    fn = fn or default_conversation_fn(world, n, mix)
     out = []
     for i in range(min(n, len(world))):
         given = world.metas[i].get(LLAVA_TURNS)
         if given is not None:
             turns = [(str(q), str(a)) for q, a in given]  # as given (the template caps length)
         else:
-            turns = fn(world.metas[i], conversation_rng(seed, stage, i, draw), n_turns)
+            turns = fn(world.metas[i], conversation_rng(seed, stage, i, draw), mix.n_turns)
         if turns:
             out.append((i, turns))
     return out
 
 
-def default_conversation_fn(
-    world: TrainWorld,
-    n: int,
-    mc_fraction: float,
-    type_weights: Mapping[str, float],
-    short_option_questions: bool,
-) -> ConversationFn:
+def default_conversation_fn(world: TrainWorld, n: int, mix: QuestionMix) -> ConversationFn:
     """SynthWorld's question mix, or, for samples without SynthWorld metadata, questions about
     the labels of the first ``n`` samples (their values are the distractors)."""
     metas = world.metas[:n]
     if not metas or any("kind" in m or "objects" in m for m in metas):
         return partial(
             training_conversation,
-            mc_fraction=mc_fraction,
-            type_weights=type_weights,
-            short_option_questions=short_option_questions,
+            mc_fraction=mix.mc_fraction,
+            type_weights=mix.type_weights,
+            short_option_questions=mix.short_option_questions,
         )
     from encoderlab.data.labelled_vqa import labelled_conversation, vocabulary
 
-    return labelled_conversation(vocabulary(metas), mc_fraction)
+    return labelled_conversation(vocabulary(metas), mix.mc_fraction)
 
 
 def lm_corpus(
-    world: TrainWorld,
-    n: int,
-    n_turns: int,
-    seed: int,
-    fn: ConversationFn | None = None,
-    *,
-    mc_fraction: float,
-    type_weights: Mapping[str, float],
-    short_option_questions: bool,
+    world: TrainWorld, n: int, mix: QuestionMix, seed: int, fn: ConversationFn | None = None
 ) -> tuple[list[str], list[tuple[int, list[tuple[str, str]]]]]:
     """Stage 0's text: the captions and the conversations of the first ``n`` samples (the
     LM sees them without image; ``corpus_texts`` renders them for the tokenizer and the hash)."""
-    convs = conversations(
-        world,
-        n,
-        n_turns,
-        seed,
-        0,
-        fn,
-        mc_fraction=mc_fraction,
-        type_weights=type_weights,
-        short_option_questions=short_option_questions,
-    )
-    return world.texts[:n], convs
+    return world.texts[:n], conversations(world, n, mix, seed, 0, fn)
 
 
 def corpus_texts(
@@ -234,34 +204,18 @@ def instruction_examples(
     template: Template,
     world: TrainWorld,
     n: int,
-    n_turns: int,
+    mix: QuestionMix,
     seed: int,
-    fn: ConversationFn | None = None,
-    *,
-    mc_fraction: float,
-    type_weights: Mapping[str, float],
-    short_option_questions: bool,
     per_image: int,
+    fn: ConversationFn | None = None,
 ) -> tuple[list[Example], list[int]]:
     """Stage 2: image + question turns, loss on the answers; ``per_image`` conversations of
     each of the first ``n`` images, drawn independently (a LLaVA-JSON sample repeats its own
     turns). Returns the examples and each one's image index."""
-    # once, every draw
-    fn = fn or default_conversation_fn(world, n, mc_fraction, type_weights, short_option_questions)
+    fn = fn or default_conversation_fn(world, n, mix)  # once, every draw
     examples, images = [], []
     for draw in range(per_image):
-        for i, turns in conversations(
-            world,
-            n,
-            n_turns,
-            seed,
-            2,
-            fn,
-            mc_fraction=mc_fraction,
-            type_weights=type_weights,
-            short_option_questions=short_option_questions,
-            draw=draw,
-        ):
+        for i, turns in conversations(world, n, mix, seed, 2, fn, draw):
             examples.append(template.conversation(turns))
             images.append(i)
     return examples, images

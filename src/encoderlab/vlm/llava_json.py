@@ -229,16 +229,7 @@ def export_llava(
     if not rows:
         raise DataError(f"{split}: no readable samples")
     world = TrainWorld(str(split), [r[2] for r in rows], [r[3] for r in rows], [])
-    convs = conversations(
-        world,
-        len(rows),
-        recipe.n_turns,
-        recipe.seed,
-        2,
-        mc_fraction=recipe.mc_fraction,
-        type_weights=recipe.question_weights,
-        short_option_questions=recipe.short_option_questions,
-    )
+    convs = conversations(world, len(rows), recipe.question_mix, recipe.seed, 2)
     records = []
     for i, turns in convs:
         key, data, _, _ = rows[i]

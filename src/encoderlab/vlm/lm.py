@@ -138,14 +138,7 @@ def pretrain_lm(
     """Stage 0: train (or find in ``cache_root``) the embedded LM; return its directory."""
     dist = dist_info or DistInfo()
     captions, convs = lm_corpus(
-        world,
-        cfg.stage0.examples,
-        cfg.n_turns,
-        cfg.seed,
-        conversation_fn,
-        mc_fraction=cfg.mc_fraction,
-        type_weights=cfg.question_weights,
-        short_option_questions=cfg.short_option_questions,
+        world, cfg.stage0.examples, cfg.question_mix, cfg.seed, conversation_fn
     )
     texts = corpus_texts(captions, convs, cfg.template)
     key = config_hash(

@@ -136,13 +136,10 @@ def train_stages(
             template,
             world,
             cfg.stage2.examples,
-            cfg.n_turns,
+            cfg.question_mix,
             cfg.seed,
-            conversation_fn,
-            mc_fraction=cfg.mc_fraction,
-            type_weights=cfg.question_weights,
-            short_option_questions=cfg.short_option_questions,
             per_image=cfg.conversations_per_image,
+            fn=conversation_fn,
         ),
     }
     stages: dict[str, Any] = {}
