@@ -96,6 +96,20 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     # ... with BN in the head (DINO's --use_bn_in_head): keeps the head's hidden units varying
     # across the batch, which slows the student's turn to one bottleneck direction
     "dino-resnet-recipe-bn": resnet_dino(head_batchnorm=True),
+    # DINO's ViT crops (global 0.4-1, local 0.05-0.4) in place of its ResNet-50 ones: the
+    # world's objects cover a small part of the image, so larger global crops share the
+    # object more often (and the background too)
+    "dino-global0.4": resnet_dino(global_crop_scale=[0.4, 1.0], local_crop_scale=[0.05, 0.4]),
+    # SigLIP at tiny's 1,000-step schedule with its logit bias initialised to -log(batch) =
+    # -log 64: SigLIP's -10 starts "close to the prior" of one positive among ~32k pairs per
+    # image (-log 32768 = -10.4); at batch 64 that prior is -4.2 (tiny's siglip: -10)
+    "siglip-1000-bias-log64": (
+        "siglip",
+        {
+            "pretrain": {"lr": 2.0e-3, "samples": 64000, "checkpoint_every": 200},
+            "objective": {"siglip": {"init_logit_bias": -4.16}},
+        },
+    ),
     # CLIP's text tower (from scratch, on the captions' BPE) at tiny's lr, sized down and up:
     # with MiniLM in its place the same image tower reaches 96% (clip-pretrained-text), so is
     # the from-scratch tower what holds CLIP at ~45%? (clip-lr2e-3: tiny's 4 x 192)
