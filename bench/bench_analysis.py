@@ -1,4 +1,4 @@
-"""Embedding-analysis speed: 4 fresh encoders (the tiny preset's), N scenes x 8 factors.
+"""Embedding-analysis speed: 4 fresh encoders (the tiny preset's backbone), N scenes x 8 factors.
 
 Usage: ``python bench/bench_analysis.py [--scenes 2000] [--encoders 4] [--out DIR]``.
 Runs the whole analysis twice on the same cache directory: cold (render + embed everything)
@@ -29,6 +29,11 @@ from encoderlab.evaluate.analyze import AnalysisConfig, analyze
 from encoderlab.evaluate.embeddings import resolve_precision
 
 NAMES = ("clip", "siglip", "clip-text", "dino", "enc4", "enc5")
+
+
+def backbone_name(cfg: EncoderConfig) -> str:
+    """What the preset's encoders are: a timm CNN's name or the ViT's size."""
+    return f"{cfg.size} ViT" if cfg.arch == "vit" else cfg.arch
 
 
 def main() -> None:
@@ -63,7 +68,8 @@ def main() -> None:
     cka_images = min(cfg.cka.images, args.scenes)
     precision = resolve_precision(cfg.precision, torch.device("cpu"))
     print(
-        f"\n{args.encoders} {preset['encoder']['size']} encoders x {args.scenes} scenes x "
+        f"\n{args.encoders} {backbone_name(EncoderConfig(**preset['encoder']))} encoders x "
+        f"{args.scenes} scenes x "
         f"{len(cfg.factors)} factors: "
         f"{images} images per encoder, precision {precision}, {torch.get_num_threads()} threads"
     )
