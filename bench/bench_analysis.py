@@ -47,8 +47,9 @@ def main() -> None:
     args = parser.parse_args()
 
     preset = load_preset("tiny")
+    encoder_cfg = EncoderConfig(**preset["encoder"])
     encoders = {
-        NAMES[s]: build_encoder(EncoderConfig(**{**preset["encoder"], "seed": s}))
+        NAMES[s]: build_encoder(encoder_cfg.model_copy(update={"seed": s}))
         for s in range(args.encoders)
     }
     cfg = AnalysisConfig(scenes=args.scenes, batch_size=args.batch_size)
@@ -68,8 +69,7 @@ def main() -> None:
     cka_images = min(cfg.cka.images, args.scenes)
     precision = resolve_precision(cfg.precision, torch.device("cpu"))
     print(
-        f"\n{args.encoders} {backbone_name(EncoderConfig(**preset['encoder']))} encoders x "
-        f"{args.scenes} scenes x "
+        f"\n{args.encoders} {backbone_name(encoder_cfg)} encoders x {args.scenes} scenes x "
         f"{len(cfg.factors)} factors: "
         f"{images} images per encoder, precision {precision}, {torch.get_num_threads()} threads"
     )

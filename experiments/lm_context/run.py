@@ -21,10 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from encoderlab.suite.questions import training_conversation
 from encoderlab.vlm.config import VLMConfig
 from encoderlab.vlm.context import DESCRIBE, context_check, full_description
-from encoderlab.vlm.data import read_world
+from encoderlab.vlm.data import default_conversation_fn, read_world
 from encoderlab.vlm.lm import load_lm, pretrain_lm
 
 
@@ -56,10 +55,10 @@ def main() -> None:
     if args.train:
         slot = {m["index"]: t for m, t in zip(world.metas, world.texts, strict=True)}
 
+        ask = default_conversation_fn(world, cfg.stage0.examples, cfg.question_mix)
+
         def with_describe(meta: dict, rng: np.random.Generator, n: int) -> list:
-            turns = training_conversation(
-                meta, rng, n, cfg.mc_fraction, cfg.question_weights, cfg.short_option_questions
-            )
+            turns = ask(meta, rng, n)
             return [(DESCRIBE, slot[meta["index"]]), *turns] if turns else turns
 
         fn = with_describe if args.describe else None
